@@ -1,0 +1,37 @@
+# Rivulet: one cargo profile (release) for the demo, the tests and the benchmarks, so
+# RocksDB's C++ is compiled once. The target directory lives outside the checkout.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/rivulet/target
+export CARGO_TARGET_DIR
+
+CARGO ?= cargo
+
+.PHONY: all setup build run test fmt clippy
+
+all: build
+
+## setup: install the native build dependencies, tansu (Kafka broker) and moto (S3 server)
+setup:
+	scripts/setup.sh
+
+## build: build everything (binaries, tests) with the release profile
+build:
+	$(CARGO) build --release --workspace --all-targets
+
+## run: the demo: a clicks generator into Kafka, windowed counts out of it
+run: setup build
+	$(CARGO_TARGET_DIR)/release/rivulet run examples/clicks.yaml --generator clicks
+
+## test: formatting, lints, then every test (unit and end-to-end)
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) test --release --workspace
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## clippy: lints, warnings are errors
+clippy:
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings

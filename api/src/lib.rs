@@ -1,0 +1,17 @@
+//! Rivulet's shared contract between the operator and the workers.
+//!
+//! - [`spec`]: the `StreamJob` manifest and the pipeline spec, loaded from YAML.
+//! - [`validate`]: semantic validation that names every bad field by its path.
+//! - [`duration`]: the human duration type used throughout the spec (`"10s"`).
+//! - [`keygroup`]: the key-group hash and the range of key groups each worker owns.
+//! - [`manifest`]: the snapshot (checkpoint/savepoint) manifest written to object storage.
+
+pub mod duration;
+pub mod keygroup;
+pub mod manifest;
+pub mod spec;
+pub mod validate;
+
+pub use duration::Duration;
+pub use spec::{PipelineSpec, StreamJobManifest, StreamJobSpec};
+pub use validate::{load_manifest, FieldError, LoadError};

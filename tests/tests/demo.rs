@@ -1,0 +1,67 @@
+//! The README's demo, end to end: `rivulet run examples/clicks.yaml --generator clicks`
+//! starts a local broker, prints window results and a progress line, stops cleanly, and the
+//! next run resumes from the last checkpoint and says so.
+
+use std::time::Duration;
+
+use rivulet_tests::{bin_path, workspace_root, ProcessBuilder};
+
+#[test]
+fn demo_prints_results_and_resumes_after_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("clicks.yaml");
+    std::fs::copy(workspace_root().join("examples/clicks.yaml"), &job).unwrap();
+    let run = |label: &str| {
+        let mut p = ProcessBuilder::new(bin_path("rivulet"))
+            .label(label)
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "clicks.yaml",
+                "--generator",
+                "clicks",
+                "--rate",
+                "300",
+                "--duration",
+                "20s",
+            ])
+            .env("RIVULET_WORKER_BIN", bin_path("rivulet-worker"))
+            .spawn()
+            .unwrap();
+        let status = p
+            .wait_exit(Duration::from_secs(120))
+            .expect("rivulet run ends");
+        assert!(status.success(), "{}", p.logs());
+        p.stdout()
+    };
+    let first = run("demo-1");
+    assert!(first.contains("started a local broker"), "{first}");
+    assert!(first.contains("no checkpoint yet"), "{first}");
+    let results: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains("clicks="))
+        .collect();
+    assert!(
+        !results.is_empty(),
+        "no window results were printed:\n{first}"
+    );
+    assert!(first.contains("stopped cleanly at checkpoint #"), "{first}");
+
+    let second = run("demo-2");
+    assert!(second.contains("using the local broker"), "{second}");
+    assert!(second.contains("resumed from checkpoint #"), "{second}");
+    assert!(
+        second
+            .lines()
+            .any(|l| l.starts_with('[') && l.contains("clicks=")),
+        "{second}"
+    );
+
+    let stop = ProcessBuilder::new(bin_path("rivulet"))
+        .current_dir(dir.path())
+        .args(["broker", "stop"])
+        .spawn()
+        .unwrap()
+        .wait_exit(Duration::from_secs(20));
+    assert!(stop.is_some_and(|s| s.success()));
+}

@@ -1,0 +1,330 @@
+//! Snapshots on object storage: writing them (state files, pending sink output, manifest
+//! last), finding and verifying the newest valid one, and retention.
+//!
+//! Immutable state files (RocksDB SSTs) are uploaded once to `shared/<session>/` and
+//! referenced by every later checkpoint that still contains them: RocksDB checkpoints are
+//! incremental. Everything else goes under the snapshot's own directory. A snapshot whose
+//! manifest is missing, unreadable, of another format version, or whose files fail their
+//! size or CRC-32C check is skipped in favour of the previous one.
+
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rivulet_api::manifest::{
+    PendingOutput, SnapshotKind, SnapshotManifest, SourceOffset, StateFile, FORMAT_VERSION,
+};
+
+use crate::output::OutRecord;
+use crate::state::LocalStateFile;
+pub use store::{JobStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("snapshot {id}: {reason}")]
+    Invalid { id: u64, reason: String },
+    #[error("local i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything a snapshot records besides its identity.
+pub struct SnapshotContent {
+    pub kind: SnapshotKind,
+    pub id: u64,
+    pub namespace: String,
+    pub job: String,
+    pub created_at_ms: i64,
+    pub max_parallelism: u32,
+    pub parallelism: u32,
+    pub state_backend: String,
+    pub pipeline_fingerprint: String,
+    pub state_files: Vec<LocalStateFile>,
+    pub source_offsets: Vec<SourceOffset>,
+    pub watermark_ms: Option<i64>,
+    /// (slot, epoch, records) of an exactly-once sink.
+    pub pending_output: Option<(u32, u64, Vec<OutRecord>)>,
+}
+
+/// Writes snapshots of one worker and remembers which immutable files it uploaded.
+pub struct SnapshotWriter {
+    store: JobStore,
+    shared_dir: String,
+    /// Local file name → the state file entry it was uploaded as.
+    shared: HashMap<String, StateFile>,
+}
+
+impl SnapshotWriter {
+    pub fn new(store: JobStore, session: &str) -> Self {
+        SnapshotWriter {
+            store,
+            shared_dir: format!("shared/{session}"),
+            shared: HashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &JobStore {
+        &self.store
+    }
+
+    /// Lets later snapshots reuse the immutable files of a restored snapshot.
+    pub fn adopt_shared(&mut self, manifest: &SnapshotManifest) {
+        for f in &manifest.state_files {
+            if f.path.starts_with("shared/") {
+                self.shared.insert(f.local_name.clone(), f.clone());
+            }
+        }
+    }
+
+    /// Uploads the content and writes the manifest; returns the manifest.
+    pub async fn write(
+        &mut self,
+        content: SnapshotContent,
+        started: std::time::Instant,
+    ) -> Result<SnapshotManifest, CheckpointError> {
+        let dir = JobStore::snapshot_dir(content.kind, content.id);
+        let mut state_files = Vec::with_capacity(content.state_files.len());
+        for f in &content.state_files {
+            let local_name = f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| CheckpointError::Invalid {
+                    id: content.id,
+                    reason: format!("state file {} has no name", f.path.display()),
+                })?;
+            if f.immutable {
+                if let Some(prev) = self.shared.get(&local_name) {
+                    let size = std::fs::metadata(&f.path).map_err(io_err(&f.path))?.len();
+                    if size == prev.size {
+                        state_files.push(prev.clone());
+                        continue;
+                    }
+                }
+            }
+            let rel = if f.immutable {
+                format!("{}/{local_name}", self.shared_dir)
+            } else {
+                format!("{dir}/{local_name}")
+            };
+            let (size, crc32c) = self.store.put_file(&rel, &f.path).await?;
+            let entry = StateFile {
+                path: rel,
+                local_name: local_name.clone(),
+                format: f.format,
+                key_group_start: f.key_group_start,
+                key_group_end: f.key_group_end,
+                size,
+                crc32c,
+            };
+            if f.immutable {
+                self.shared.insert(local_name, entry.clone());
+            }
+            state_files.push(entry);
+        }
+        let mut pending_output = Vec::new();
+        if let Some((slot, epoch, records)) = &content.pending_output {
+            let data = postcard::to_allocvec(records).map_err(|e| CheckpointError::Invalid {
+                id: content.id,
+                reason: format!("cannot encode pending output: {e}"),
+            })?;
+            let rel = format!("{dir}/output-{slot}.bin");
+            let (size, crc32c) = self.store.put_bytes(&rel, Bytes::from(data)).await?;
+            pending_output.push(PendingOutput {
+                slot: *slot,
+                epoch: *epoch,
+                path: rel,
+                records: records.len() as u64,
+                size,
+                crc32c,
+            });
+        }
+        let manifest = SnapshotManifest {
+            format_version: FORMAT_VERSION,
+            kind: content.kind,
+            id: content.id,
+            namespace: content.namespace,
+            job: content.job,
+            created_at_ms: content.created_at_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+            max_parallelism: content.max_parallelism,
+            parallelism: content.parallelism,
+            state_backend: content.state_backend,
+            pipeline_fingerprint: content.pipeline_fingerprint,
+            state_files,
+            source_offsets: content.source_offsets,
+            watermark_ms: content.watermark_ms,
+            pending_output,
+        };
+        self.store.write_manifest(&manifest).await?;
+        Ok(manifest)
+    }
+
+    /// Keeps the newest `keep` checkpoints with a manifest and deletes the rest, including
+    /// shared files only they referenced.
+    pub async fn retain(&mut self, keep: usize) -> Result<(), CheckpointError> {
+        let ids = self.store.list_snapshots(SnapshotKind::Checkpoint).await?;
+        let mut kept = Vec::new();
+        let mut doomed = Vec::new();
+        for &id in ids.iter().rev() {
+            if kept.len() < keep {
+                if let Ok(m) = self.store.read_manifest(SnapshotKind::Checkpoint, id).await {
+                    kept.push(m);
+                    continue;
+                }
+                // No manifest: an unfinished or failed snapshot, newer than the last complete
+                // one only if a checkpoint is in flight, which never overlaps retention.
+            }
+            doomed.push(id);
+        }
+        let live: HashSet<&str> = kept
+            .iter()
+            .flat_map(|m| m.state_files.iter().map(|f| f.path.as_str()))
+            .collect();
+        for id in doomed {
+            let old = self
+                .store
+                .read_manifest(SnapshotKind::Checkpoint, id)
+                .await
+                .ok();
+            self.store
+                .delete_snapshot(SnapshotKind::Checkpoint, id)
+                .await?;
+            if let Some(m) = old {
+                for f in m
+                    .state_files
+                    .iter()
+                    .filter(|f| f.path.starts_with("shared/"))
+                {
+                    if !live.contains(f.path.as_str()) {
+                        self.store.delete(&f.path).await?;
+                        self.shared.retain(|_, e| e.path != f.path);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot downloaded and verified, ready to load.
+pub struct Restored {
+    pub manifest: SnapshotManifest,
+    pub state_files: Vec<LocalStateFile>,
+    /// Pending output by slot: (epoch, records).
+    pub pending_output: HashMap<u32, (u64, Vec<OutRecord>)>,
+    /// Bytes of state downloaded.
+    pub bytes_read: u64,
+}
+
+/// Downloads one snapshot into `local_dir` (which must exist and be empty), verifying every
+/// file. State files outside `key_groups` are not downloaded.
+pub async fn fetch_snapshot(
+    store: &JobStore,
+    kind: SnapshotKind,
+    id: u64,
+    key_groups: std::ops::Range<u32>,
+    local_dir: &Path,
+) -> Result<Restored, CheckpointError> {
+    let manifest = store.read_manifest(kind, id).await?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(CheckpointError::Invalid {
+            id,
+            reason: format!(
+                "format version {} (this worker reads {FORMAT_VERSION})",
+                manifest.format_version
+            ),
+        });
+    }
+    let mut state_files = Vec::new();
+    let mut bytes_read = 0;
+    for f in &manifest.state_files {
+        if f.key_group_end <= key_groups.start || f.key_group_start >= key_groups.end {
+            continue;
+        }
+        if f.local_name.contains('/') || f.local_name.contains("..") {
+            return Err(CheckpointError::Invalid {
+                id,
+                reason: format!("bad local file name {:?}", f.local_name),
+            });
+        }
+        let local = local_dir.join(&f.local_name);
+        store.get_file(&f.path, &local, f.size, f.crc32c).await?;
+        bytes_read += f.size;
+        state_files.push(LocalStateFile {
+            path: local,
+            format: f.format,
+            key_group_start: f.key_group_start,
+            key_group_end: f.key_group_end,
+            immutable: f.path.starts_with("shared/"),
+        });
+    }
+    let mut pending_output = HashMap::new();
+    for p in &manifest.pending_output {
+        let data = store.get_verified(&p.path, p.size, p.crc32c).await?;
+        let records: Vec<OutRecord> =
+            postcard::from_bytes(&data).map_err(|e| CheckpointError::Invalid {
+                id,
+                reason: format!("pending output {}: {e}", p.path),
+            })?;
+        pending_output.insert(p.slot, (p.epoch, records));
+    }
+    Ok(Restored {
+        manifest,
+        state_files,
+        pending_output,
+        bytes_read,
+    })
+}
+
+/// The newest checkpoint that downloads and verifies completely, skipping torn ones.
+pub async fn fetch_latest_checkpoint(
+    store: &JobStore,
+    key_groups: std::ops::Range<u32>,
+    local_dir: &Path,
+) -> Result<Option<Restored>, CheckpointError> {
+    let ids = store.list_snapshots(SnapshotKind::Checkpoint).await?;
+    for &id in ids.iter().rev() {
+        let dir = local_dir.join(rivulet_api::manifest::snapshot_dir_name(id));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        match fetch_snapshot(
+            store,
+            SnapshotKind::Checkpoint,
+            id,
+            key_groups.clone(),
+            &dir,
+        )
+        .await
+        {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) => {
+                tracing::warn!(checkpoint = id, error = %e, "skipping checkpoint that cannot be restored");
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The highest snapshot id present (with or without manifest), so new ids never collide.
+pub async fn highest_id(store: &JobStore) -> Result<u64, CheckpointError> {
+    let c = store.list_snapshots(SnapshotKind::Checkpoint).await?;
+    let s = store.list_snapshots(SnapshotKind::Savepoint).await?;
+    Ok(c.into_iter().chain(s).max().unwrap_or(0))
+}

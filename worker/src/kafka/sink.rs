@@ -1,0 +1,273 @@
+//! The Kafka sink, exactly-once or at-least-once, carrying the dead-letter topic too.
+//!
+//! **Exactly-once** follows DESIGN's protocol on standard client APIs only. The output of
+//! epoch `n` (everything emitted between checkpoints `n-1` and `n`) is buffered and written
+//! into checkpoint `n`. Only after the checkpoint's manifest exists does the sink produce that
+//! output in one short transaction, which also commits a *marker*: the offset of a per-sink
+//! consumer group, set to `n`, through `send_offsets_to_transaction`. A restarted sink reads
+//! the marker to learn whether epoch `n` was committed and re-produces it from the snapshot
+//! only if not. The `transactional.id` is stable per sink slot, so a restart fences its
+//! predecessor. While a transaction is open a flag file exists (created before
+//! `begin_transaction`, removed after the commit), which lets crash tests avoid killing
+//! inside the window the test broker cannot judge.
+//!
+//! **At-least-once** produces records as they are emitted and flushes before each checkpoint
+//! completes.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use rivulet_api::spec::{DeliveryGuarantee, SinkSpec};
+
+use super::config::{client_config, ConfigError};
+use crate::output::{Destination, OutRecord};
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kafka sink: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("kafka sink: {0} record(s) failed delivery; last error: {1}")]
+    Delivery(u64, String),
+    #[error("kafka sink: {0}")]
+    Other(String),
+}
+
+/// Counts failed deliveries (at-least-once) so a flush can report them.
+#[derive(Default)]
+pub struct DeliveryContext {
+    failed: AtomicU64,
+    last_error: std::sync::Mutex<String>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut l) = self.last_error.lock() {
+                *l = e.to_string();
+            }
+        }
+    }
+}
+
+/// Names that identify one sink slot of one job.
+#[derive(Clone, Debug)]
+pub struct SinkIdentity {
+    /// `transactional.id`, stable across restarts of this slot.
+    pub transactional_id: String,
+    /// Consumer group whose committed offset is the last committed epoch.
+    pub marker_group: String,
+}
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryContext>,
+    guarantee: DeliveryGuarantee,
+    sink_topic: String,
+    dead_letter_topic: String,
+    marker: Option<(BaseConsumer, rdkafka::consumer::ConsumerGroupMetadata)>,
+    txn_flag: Option<PathBuf>,
+    produced: Arc<AtomicU64>,
+    blocked_ns: AtomicU64,
+}
+
+impl KafkaSink {
+    /// Connects; with exactly-once, initializes transactions (fencing any predecessor).
+    pub fn open(
+        spec: &SinkSpec,
+        bootstrap: &str,
+        dead_letter_topic: &str,
+        identity: &SinkIdentity,
+        txn_flag: Option<PathBuf>,
+    ) -> Result<Self, SinkError> {
+        let mut cfg = client_config(bootstrap, &spec.properties, &spec.secret_properties)?;
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", "16777216");
+        if !spec.properties.contains_key("linger.ms") {
+            cfg.set("linger.ms", "5");
+        }
+        let exactly_once = spec.delivery_guarantee == DeliveryGuarantee::ExactlyOnce;
+        let marker = if exactly_once {
+            cfg.set("transactional.id", &identity.transactional_id).set(
+                "transaction.timeout.ms",
+                TXN_TIMEOUT.as_millis().to_string(),
+            );
+            let mut mc = client_config(bootstrap, &spec.properties, &spec.secret_properties)?;
+            mc.set("group.id", &identity.marker_group)
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed");
+            let consumer: BaseConsumer = mc.create()?;
+            let cgm = consumer.group_metadata().ok_or_else(|| {
+                SinkError::Other("no consumer group metadata for the commit marker".into())
+            })?;
+            Some((consumer, cgm))
+        } else {
+            None
+        };
+        let producer: ThreadedProducer<DeliveryContext> =
+            cfg.create_with_context(DeliveryContext::default())?;
+        if exactly_once {
+            producer.init_transactions(TXN_TIMEOUT)?;
+        }
+        Ok(KafkaSink {
+            producer,
+            guarantee: spec.delivery_guarantee,
+            sink_topic: spec.topic.clone(),
+            dead_letter_topic: dead_letter_topic.to_string(),
+            marker,
+            txn_flag,
+            produced: Arc::new(AtomicU64::new(0)),
+            blocked_ns: AtomicU64::new(0),
+        })
+    }
+
+    pub fn exactly_once(&self) -> bool {
+        self.guarantee == DeliveryGuarantee::ExactlyOnce
+    }
+
+    /// Records handed to the producer so far.
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    fn marker_partition(&self) -> Result<TopicPartitionList, SinkError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.sink_topic, 0);
+        Ok(tpl)
+    }
+
+    /// The last epoch whose output was committed (exactly-once), from the marker.
+    pub fn committed_epoch(&self) -> Result<Option<u64>, SinkError> {
+        let Some((consumer, _)) = &self.marker else {
+            return Ok(None);
+        };
+        let tpl = consumer.committed_offsets(self.marker_partition()?, Duration::from_secs(30))?;
+        Ok(tpl
+            .find_partition(&self.sink_topic, 0)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o as u64),
+                _ => None,
+            }))
+    }
+
+    /// Time spent blocked on a full producer queue since the last call (backpressure).
+    pub fn take_blocked(&self) -> Duration {
+        Duration::from_nanos(self.blocked_ns.swap(0, Ordering::Relaxed))
+    }
+
+    /// At-least-once: produces now. (Exactly-once sinks buffer per epoch instead.)
+    pub fn send_now(&self, records: &[OutRecord]) -> Result<(), SinkError> {
+        for r in records {
+            self.produce(r)?;
+        }
+        Ok(())
+    }
+
+    /// At-least-once: waits until everything sent so far is acknowledged.
+    pub fn flush(&self) -> Result<(), SinkError> {
+        self.producer.flush(Duration::from_secs(60))?;
+        let ctx = self.producer.context();
+        let failed = ctx.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = ctx.last_error.lock().map(|l| l.clone()).unwrap_or_default();
+            return Err(SinkError::Delivery(failed, last));
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: publishes epoch `epoch`'s output and the marker in one transaction.
+    pub fn commit_epoch(&self, epoch: u64, records: &[OutRecord]) -> Result<(), SinkError> {
+        let Some((_, cgm)) = &self.marker else {
+            return Err(SinkError::Other(
+                "commit_epoch on an at-least-once sink".into(),
+            ));
+        };
+        if let Some(flag) = &self.txn_flag {
+            std::fs::write(flag, epoch.to_string())
+                .map_err(|e| SinkError::Other(format!("cannot write {}: {e}", flag.display())))?;
+        }
+        let result = (|| {
+            self.producer.begin_transaction()?;
+            for r in records {
+                self.produce(r)?;
+            }
+            let mut tpl = TopicPartitionList::new();
+            let marker = i64::try_from(epoch)
+                .map_err(|_| SinkError::Other(format!("epoch {epoch} out of range")))?;
+            tpl.add_partition_offset(&self.sink_topic, 0, Offset::Offset(marker))?;
+            self.producer
+                .send_offsets_to_transaction(&tpl, cgm, TXN_TIMEOUT)?;
+            self.producer.commit_transaction(TXN_TIMEOUT)?;
+            Ok::<(), SinkError>(())
+        })();
+        if let Err(e) = &result {
+            tracing::error!(epoch, error = %e, "transaction failed; aborting it");
+            if let Err(abort) = self.producer.abort_transaction(TXN_TIMEOUT) {
+                tracing::error!(error = %abort, "abort failed");
+            }
+        }
+        if let Some(flag) = &self.txn_flag {
+            let _ = std::fs::remove_file(flag);
+        }
+        result
+    }
+
+    fn produce(&self, r: &OutRecord) -> Result<(), SinkError> {
+        let topic = match r.destination {
+            Destination::Sink => self.sink_topic.as_str(),
+            Destination::DeadLetter => self.dead_letter_topic.as_str(),
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut record = BaseRecord::<[u8], [u8], ()>::to(topic)
+            .payload(&r.value)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.produced.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    let t = std::time::Instant::now();
+                    self.producer.poll(Duration::from_millis(5));
+                    self.blocked_ns
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        if !self.exactly_once() {
+            let _ = self.producer.flush(Duration::from_secs(10));
+        }
+    }
+}

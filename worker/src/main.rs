@@ -1,0 +1,131 @@
+//! `rivulet-worker`: runs one worker of a StreamJob.
+//!
+//! Reads the StreamJob manifest (the file `rivulet run` and the operator write), validates it
+//! (a bad manifest exits with status 2, every bad field named, and nothing is consumed),
+//! restores the newest valid checkpoint, and processes until SIGTERM or SIGINT, when it takes
+//! a final checkpoint and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use rivulet_worker::runtime::{run_worker, Fault, WorkerOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rivulet-worker",
+    version,
+    about = "Runs one worker of a Rivulet StreamJob"
+)]
+struct Args {
+    /// StreamJob manifest (YAML).
+    #[arg(long, env = "RIVULET_JOB")]
+    job: PathBuf,
+    /// This worker's ordinal, 0-based.
+    #[arg(long, env = "RIVULET_WORKER_INDEX", default_value_t = 0)]
+    index: u32,
+    /// Number of workers (defaults to spec.parallelism).
+    #[arg(long, env = "RIVULET_PARALLELISM")]
+    parallelism: Option<u32>,
+    /// Local directory for RocksDB and snapshot staging.
+    #[arg(long, env = "RIVULET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers, overriding the spec's.
+    #[arg(long, env = "RIVULET_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// Address of the HTTP server (/metrics, /status, /healthz, /readyz).
+    #[arg(long, env = "RIVULET_HTTP", default_value = "127.0.0.1:9249")]
+    http: SocketAddr,
+    /// Only validate the manifest and exit.
+    #[arg(long)]
+    validate: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("rivulet-worker: {e:#}");
+            let code = if e.downcast_ref::<rivulet_api::LoadError>().is_some() {
+                2
+            } else {
+                1
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let manifest = rivulet_api::validate::load_manifest_file(&args.job)?;
+    if args.validate {
+        println!("{}: valid", args.job.display());
+        return Ok(());
+    }
+    let parallelism = args.parallelism.unwrap_or(manifest.spec.parallelism);
+    anyhow::ensure!(
+        args.index < parallelism,
+        "--index {} is not below the parallelism {parallelism}",
+        args.index
+    );
+    let data_dir = args.data_dir.unwrap_or_else(|| {
+        PathBuf::from(".rivulet")
+            .join("data")
+            .join(manifest.namespace())
+            .join(&manifest.metadata.name)
+            .join(args.index.to_string())
+    });
+    let fault = match std::env::var("RIVULET_FAULT") {
+        Ok(s) if !s.is_empty() => Some(
+            Fault::parse(&s)
+                .with_context(|| format!("RIVULET_FAULT={s:?} is not a known fault"))?,
+        ),
+        _ => None,
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    {
+        let shutdown = shutdown.clone();
+        rt.spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutdown requested");
+            shutdown.store(true, Ordering::Relaxed);
+        });
+    }
+    let opts = WorkerOptions {
+        manifest,
+        index: args.index,
+        parallelism,
+        data_dir,
+        bootstrap: args.bootstrap_servers,
+        http: args.http,
+        fault,
+    };
+    run_worker(opts, shutdown, &rt)?;
+    Ok(())
+}

@@ -1,0 +1,817 @@
+//! The worker's processing loop: restore, then poll → prepare → window → emit, with a
+//! checkpoint every `checkpointInterval` and a final one on shutdown.
+//!
+//! Determinism: the watermark is recomputed after every record, and a batch is cut wherever
+//! the watermark reaches the window operator's next firing time, so results do not depend on
+//! how records happen to be grouped into polls.
+//!
+//! Exactly-once: sink output of epoch `n` is buffered, written into checkpoint `n`, and
+//! committed in one transaction after the checkpoint's manifest exists. On restore, the
+//! pending output of the restored checkpoint is re-committed unless the sink's marker says it
+//! was. A fault-injection point (`RIVULET_FAULT=after-manifest[:N]`) aborts the process right
+//! after the manifest of checkpoint `>= N` is written and before its commit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rivulet_api::keygroup::range_for_worker;
+use rivulet_api::manifest::{SnapshotKind, SnapshotManifest};
+use rivulet_api::spec::{StateBackendKind, StreamJobManifest, TimeSpec};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::checkpoint::{
+    self, CheckpointError, JobStore, Restored, SnapshotContent, SnapshotWriter,
+};
+use crate::kafka::sink::{KafkaSink, SinkError, SinkIdentity};
+use crate::kafka::source::{KafkaSource, SourceError, SourceRecord};
+use crate::metrics::{CheckpointInfo, Metrics, PartitionLabels, PartitionStatus, SharedStatus};
+use crate::output::{self, Destination, OutRecord};
+use crate::pipeline::{Pipeline, Prepared, Reject, RejectCounter};
+use crate::state::heap::HeapBackend;
+use crate::state::rocks::RocksBackend;
+use crate::state::{StateBackend, StateError};
+use crate::time::WatermarkTracker;
+use crate::window::assign::{Assigner, Window};
+use crate::window::{KeyedInput, WindowError, WindowOperator, WindowResult};
+
+const MAX_BATCH: usize = 4096;
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Store(#[from] checkpoint::StoreError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error("{0}")]
+    Config(String),
+    #[error("local directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A crash to inject, for tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Abort right after writing the manifest of checkpoint `>= from`, before the commit.
+    AfterManifest { from: u64 },
+}
+
+impl Fault {
+    /// Parses `after-manifest` or `after-manifest:N`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        let s = s.trim();
+        if s == "after-manifest" {
+            return Some(Fault::AfterManifest { from: 0 });
+        }
+        let n = s.strip_prefix("after-manifest:")?.parse().ok()?;
+        Some(Fault::AfterManifest { from: n })
+    }
+}
+
+/// How one worker runs.
+pub struct WorkerOptions {
+    pub manifest: StreamJobManifest,
+    pub index: u32,
+    pub parallelism: u32,
+    pub data_dir: PathBuf,
+    /// Overrides the source's (and, when it names none, the sink's) bootstrap servers.
+    pub bootstrap: Option<String>,
+    pub http: SocketAddr,
+    pub fault: Option<Fault>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn fresh_dir(path: &Path) -> Result<(), RuntimeError> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(io(path))?;
+    }
+    std::fs::create_dir_all(path).map_err(io(path))
+}
+
+/// A stable fingerprint of the pipeline spec, recorded in snapshots.
+pub fn pipeline_fingerprint(manifest: &StreamJobManifest) -> String {
+    let text = serde_json::to_string(&manifest.spec.pipeline).unwrap_or_default();
+    format!("{:016x}", xxh3_64(text.as_bytes()))
+}
+
+/// Sink output of the current epoch (exactly-once) with each record's triggering time.
+#[derive(Default)]
+struct Epoch {
+    records: Vec<OutRecord>,
+    triggers: Vec<i64>,
+}
+
+/// The running worker.
+pub struct Worker {
+    opts: WorkerOptions,
+    rt: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
+    status: Arc<SharedStatus>,
+    pipeline: Pipeline,
+    operator: Option<WindowOperator>,
+    tracker: Option<WatermarkTracker>,
+    source: KafkaSource,
+    sink: KafkaSink,
+    writer: SnapshotWriter,
+    agg_names: Vec<String>,
+    epoch: Epoch,
+    next_id: u64,
+    last_checkpoint: Option<CheckpointInfo>,
+    restored_from: Option<u64>,
+    backend_name: &'static str,
+    // Scratch buffers reused across batches.
+    chunk: Vec<KeyedInput>,
+    chunk_src: Vec<usize>,
+    /// Windows of the job, to know when buffered records' windows could fire.
+    assigner: Option<Assigner>,
+    /// The earliest watermark at which a window of a buffered record could fire.
+    chunk_fire: i64,
+    windows: Vec<Window>,
+    results: Vec<WindowResult>,
+    late: Vec<usize>,
+    out: Vec<OutRecord>,
+    out_triggers: Vec<i64>,
+}
+
+impl Worker {
+    /// Restores from the newest valid checkpoint (or `restoreFrom`), re-commits pending
+    /// output if needed, and assigns the source.
+    pub fn start(
+        opts: WorkerOptions,
+        rt: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+        status: Arc<SharedStatus>,
+    ) -> Result<Worker, RuntimeError> {
+        let m = &opts.manifest;
+        let spec = &m.spec;
+        let p = &spec.pipeline;
+        let ns = m.namespace().to_string();
+        let job = m.metadata.name.clone();
+        let key_groups = range_for_worker(opts.index, opts.parallelism, spec.max_parallelism);
+        status.update(|s| {
+            s.job = job.clone();
+            s.namespace = ns.clone();
+            s.worker = opts.index;
+            s.parallelism = opts.parallelism;
+            s.phase = "restoring".into();
+        });
+
+        let store = JobStore::open(&spec.state.storage, &ns, &job)?;
+        let restore_dir = opts.data_dir.join("restore");
+        fresh_dir(&restore_dir)?;
+        let mut restored = rt.block_on(checkpoint::fetch_latest_checkpoint(
+            &store,
+            key_groups.clone(),
+            &restore_dir,
+        ))?;
+        if restored.is_none() {
+            if let Some(url) = &spec.restore_from {
+                let (sp_store, kind, id) = JobStore::for_snapshot_url(url)?;
+                let dir = restore_dir.join("initial");
+                fresh_dir(&dir)?;
+                let r = rt.block_on(checkpoint::fetch_snapshot(
+                    &sp_store,
+                    kind,
+                    id,
+                    key_groups.clone(),
+                    &dir,
+                ))?;
+                tracing::info!(url = %url, "starting from savepoint");
+                restored = Some(r);
+            }
+        }
+        let fingerprint = pipeline_fingerprint(m);
+        if let Some(r) = &restored {
+            if r.manifest.pipeline_fingerprint != fingerprint {
+                tracing::warn!(
+                    snapshot = r.manifest.id,
+                    "the pipeline changed since this snapshot was taken; restoring its state anyway"
+                );
+            }
+            if r.manifest.max_parallelism != spec.max_parallelism {
+                return Err(RuntimeError::Config(format!(
+                    "snapshot {} has maxParallelism {}, the job has {}: maxParallelism cannot change",
+                    r.manifest.id, r.manifest.max_parallelism, spec.max_parallelism
+                )));
+            }
+        }
+
+        // State.
+        let mut backend: Box<dyn StateBackend> = match spec.state.backend {
+            StateBackendKind::Heap => Box::new(HeapBackend::new(key_groups.clone())),
+            StateBackendKind::Rocksdb => {
+                let dir = opts.data_dir.join("rocksdb");
+                Box::new(RocksBackend::open(&dir, key_groups.clone())?)
+            }
+        };
+        if let Some(r) = &restored {
+            backend.restore(&r.state_files, key_groups.clone())?;
+        }
+        let backend_name = backend.name();
+        let restored_wm = restored.as_ref().and_then(|r| r.manifest.watermark_ms);
+        let operator = match &p.window {
+            Some(w) => {
+                let mut op = WindowOperator::new(w, &p.aggregates, backend);
+                op.restore_timers(restored_wm.unwrap_or(i64::MIN))?;
+                Some(op)
+            }
+            None => None,
+        };
+        let pipeline = Pipeline::new(p, spec.max_parallelism)
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+
+        // Sink, then settle the restored epoch before reading anything new.
+        let source_bootstrap = opts
+            .bootstrap
+            .clone()
+            .or_else(|| p.source.bootstrap_servers.clone())
+            .ok_or_else(|| {
+                RuntimeError::Config("spec.pipeline.source.bootstrapServers is not set".into())
+            })?;
+        let sink_bootstrap = p
+            .sink
+            .bootstrap_servers
+            .clone()
+            .filter(|_| {
+                opts.bootstrap.is_none() || p.sink.bootstrap_servers != p.source.bootstrap_servers
+            })
+            .unwrap_or_else(|| source_bootstrap.clone());
+        let dlq_topic = p
+            .dead_letter
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("{job}-dlq"));
+        let identity = SinkIdentity {
+            transactional_id: format!("rivulet-{ns}-{job}-sink-{}", opts.index),
+            marker_group: format!("rivulet-{ns}-{job}-sink-{}-epochs", opts.index),
+        };
+        let txn_flag = opts.data_dir.join("transaction-open");
+        let _ = std::fs::remove_file(&txn_flag);
+        let sink = KafkaSink::open(
+            &p.sink,
+            &sink_bootstrap,
+            &dlq_topic,
+            &identity,
+            Some(txn_flag),
+        )?;
+        if let Some(r) = &restored {
+            settle_pending(&sink, r, opts.index, &metrics)?;
+        }
+
+        let offsets = restored
+            .as_ref()
+            .map(|r| r.manifest.source_offsets.clone())
+            .unwrap_or_default();
+        let source = KafkaSource::open(
+            &p.source,
+            &source_bootstrap,
+            &format!("rivulet-{ns}-{job}"),
+            opts.index,
+            opts.parallelism,
+            &offsets,
+        )?;
+        let tracker = match &p.time {
+            TimeSpec::Event {
+                max_out_of_orderness,
+                idle_timeout,
+                ..
+            } => {
+                let mut t = WatermarkTracker::new(
+                    max_out_of_orderness.as_millis_i64(),
+                    idle_timeout.map(|d| d.as_millis_i64()),
+                );
+                t.assign(source.assigned(), now_ms());
+                if let Some(wm) = restored_wm {
+                    t.restore(wm);
+                }
+                Some(t)
+            }
+            TimeSpec::Processing => None,
+        };
+
+        let next_id = rt.block_on(checkpoint::highest_id(&store))? + 1;
+        let mut writer = SnapshotWriter::new(store, &format!("w{}-{}", opts.index, now_ms()));
+        if let Some(r) = &restored {
+            writer.adopt_shared(&r.manifest);
+        }
+        let restored_from = restored.as_ref().map(|r| r.manifest.id);
+        if let Some(r) = &restored {
+            tracing::info!(
+                checkpoint = r.manifest.id,
+                bytes = r.bytes_read,
+                watermark = ?r.manifest.watermark_ms,
+                "restored state"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&restore_dir);
+        let assigner = match &p.window {
+            Some(w) => Some(Assigner::from_spec(w).map_err(RuntimeError::Config)?),
+            None => None,
+        };
+        let agg_names = p.aggregates.iter().map(|a| a.name.clone()).collect();
+        status.update(|s| {
+            s.phase = "running".into();
+            s.state_backend = backend_name.into();
+            s.restored_from = restored_from;
+        });
+        status.set_ready(true);
+        Ok(Worker {
+            opts,
+            rt,
+            metrics,
+            status,
+            pipeline,
+            operator,
+            tracker,
+            source,
+            sink,
+            writer,
+            agg_names,
+            epoch: Epoch::default(),
+            next_id,
+            last_checkpoint: None,
+            restored_from,
+            backend_name,
+            chunk: Vec::new(),
+            chunk_src: Vec::new(),
+            assigner,
+            chunk_fire: i64::MAX,
+            windows: Vec::new(),
+            results: Vec::new(),
+            late: Vec::new(),
+            out: Vec::new(),
+            out_triggers: Vec::new(),
+        })
+    }
+
+    /// The checkpoint the worker restored from, if any.
+    pub fn restored_from(&self) -> Option<u64> {
+        self.restored_from
+    }
+
+    /// Runs until `shutdown` is set, then takes a final checkpoint.
+    pub fn run(mut self, shutdown: &AtomicBool) -> Result<(), RuntimeError> {
+        let interval = self.opts.manifest.spec.state.checkpoint_interval.std();
+        let mut next_checkpoint = Instant::now() + interval;
+        let mut batch: Vec<SourceRecord> = Vec::with_capacity(MAX_BATCH);
+        let mut last_status = Instant::now();
+        let mut busy = Duration::ZERO;
+        let mut window_start = Instant::now();
+        while !shutdown.load(Ordering::Relaxed) {
+            batch.clear();
+            self.source
+                .poll_batch(MAX_BATCH, POLL_TIMEOUT, &mut batch)?;
+            let t0 = Instant::now();
+            self.process(&batch)?;
+            busy += t0.elapsed();
+            if Instant::now() >= next_checkpoint {
+                let t1 = Instant::now();
+                self.checkpoint()?;
+                busy += t1.elapsed();
+                next_checkpoint = Instant::now() + interval;
+            }
+            if last_status.elapsed() >= STATUS_EVERY {
+                let elapsed = window_start.elapsed().as_secs_f64().max(1e-9);
+                self.metrics
+                    .busy_permille
+                    .set((busy.as_secs_f64() / elapsed * 1000.0).round() as i64);
+                let blocked = self.sink.take_blocked();
+                self.metrics.backpressure_permille.set(
+                    (blocked.as_secs_f64() / elapsed * 1000.0)
+                        .round()
+                        .min(1000.0) as i64,
+                );
+                busy = Duration::ZERO;
+                window_start = Instant::now();
+                self.publish_status("running");
+                last_status = Instant::now();
+            }
+        }
+        tracing::info!("stopping: taking a final checkpoint");
+        self.publish_status("stopping");
+        self.status.set_ready(false);
+        self.checkpoint()?;
+        self.publish_status("stopped");
+        Ok(())
+    }
+
+    /// Processes one polled batch.
+    fn process(&mut self, batch: &[SourceRecord]) -> Result<(), RuntimeError> {
+        let now = now_ms();
+        self.metrics.records_in.inc_by(batch.len() as u64);
+        for (i, rec) in batch.iter().enumerate() {
+            match self
+                .pipeline
+                .prepare(rec.payload.as_deref(), rec.meta.clone(), now)
+            {
+                Prepared::Keyed { input, .. } => {
+                    let ts = input.timestamp;
+                    self.chunk.push(input);
+                    self.chunk_src.push(i);
+                    if let Some(a) = &self.assigner {
+                        self.windows.clear();
+                        a.assign(ts, &mut self.windows);
+                        for w in &self.windows {
+                            self.chunk_fire = self.chunk_fire.min(w.max_timestamp());
+                        }
+                    }
+                    if let Some(t) = self.tracker.as_mut() {
+                        t.observe(&rec.meta.topic, rec.meta.partition, ts, now);
+                        let wm = t.current(now);
+                        // Cut the batch where the watermark could fire a window, so results
+                        // do not depend on how records were grouped into polls.
+                        let next = self
+                            .operator
+                            .as_ref()
+                            .and_then(|o| o.next_fire_time())
+                            .unwrap_or(i64::MAX)
+                            .min(self.chunk_fire);
+                        let fire = wm.filter(|wm| *wm >= next);
+                        if let Some(wm) = fire {
+                            self.flush_chunk(batch)?;
+                            let trigger = rec.meta.timestamp_ms.unwrap_or(now);
+                            self.advance(wm, trigger)?;
+                        }
+                    }
+                }
+                Prepared::Stateless(r) => {
+                    self.metrics.records_processed.inc();
+                    self.out.push(output::stateless(&r));
+                    self.out_triggers.push(rec.meta.timestamp_ms.unwrap_or(now));
+                }
+                Prepared::Filtered => {
+                    self.metrics.records_filtered.inc();
+                }
+                Prepared::Rejected(reason) => {
+                    self.reject(rec, &reason);
+                }
+            }
+        }
+        self.flush_chunk(batch)?;
+        let wm = match self.tracker.as_mut() {
+            Some(t) => t.current(now),
+            None => Some(now - 1),
+        };
+        if let Some(wm) = wm {
+            self.advance(wm, now)?;
+        }
+        self.emit()
+    }
+
+    fn reject(&mut self, rec: &SourceRecord, reason: &Reject) {
+        match reason.counter() {
+            RejectCounter::Malformed => self.metrics.records_malformed.inc(),
+            RejectCounter::Keyless => self.metrics.records_keyless.inc(),
+            RejectCounter::Late => self.metrics.records_late.inc(),
+        };
+        self.metrics
+            .dead_letter
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.kind().to_string(),
+            })
+            .inc();
+        self.out.push(output::dead_letter(
+            rec.payload.as_deref(),
+            &rec.meta,
+            reason,
+        ));
+        self.out_triggers
+            .push(rec.meta.timestamp_ms.unwrap_or_else(now_ms));
+    }
+
+    /// Hands the buffered keyed records to the window operator.
+    fn flush_chunk(&mut self, batch: &[SourceRecord]) -> Result<(), RuntimeError> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let Some(op) = self.operator.as_mut() else {
+            self.chunk.clear();
+            self.chunk_src.clear();
+            self.chunk_fire = i64::MAX;
+            return Ok(());
+        };
+        self.late.clear();
+        self.results.clear();
+        op.process(&self.chunk, &mut self.results, &mut self.late)?;
+        let watermark = op.watermark();
+        self.metrics
+            .records_processed
+            .inc_by((self.chunk.len() - self.late.len()) as u64);
+        let late = std::mem::take(&mut self.late);
+        for &li in &late {
+            let input = &self.chunk[li];
+            let reason = Reject::Late {
+                timestamp: input.timestamp,
+                watermark,
+            };
+            let src = &batch[self.chunk_src[li]];
+            self.reject(src, &reason);
+        }
+        self.late = late;
+        let now = now_ms();
+        for r in self.results.drain(..) {
+            self.out.push(output::window_result(&r, &self.agg_names));
+            self.out_triggers.push(now);
+        }
+        self.chunk.clear();
+        self.chunk_src.clear();
+        self.chunk_fire = i64::MAX;
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: i64, trigger_ms: i64) -> Result<(), RuntimeError> {
+        let Some(op) = self.operator.as_mut() else {
+            return Ok(());
+        };
+        self.results.clear();
+        op.advance_watermark(watermark, &mut self.results)?;
+        for r in self.results.drain(..) {
+            self.out.push(output::window_result(&r, &self.agg_names));
+            self.out_triggers.push(trigger_ms);
+        }
+        self.metrics.watermark_ms.set(op.watermark());
+        self.metrics
+            .watermark_delay_ms
+            .set(now_ms().saturating_sub(op.watermark()).max(0));
+        Ok(())
+    }
+
+    /// Sends (at-least-once) or buffers (exactly-once) what the batch produced.
+    fn emit(&mut self) -> Result<(), RuntimeError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if self.sink.exactly_once() {
+            self.epoch.records.append(&mut self.out);
+            self.epoch.triggers.append(&mut self.out_triggers);
+        } else {
+            self.sink.send_now(&self.out)?;
+            let now = now_ms();
+            for (r, t) in self.out.iter().zip(&self.out_triggers) {
+                if r.destination == Destination::Sink {
+                    self.metrics.records_out.inc();
+                    self.metrics
+                        .end_to_end_latency_seconds
+                        .observe((now - t).max(0) as f64 / 1000.0);
+                }
+            }
+            self.out.clear();
+            self.out_triggers.clear();
+        }
+        Ok(())
+    }
+
+    /// Takes checkpoint `next_id`: state, offsets and the epoch's output, manifest last;
+    /// then commits the epoch (exactly-once) and applies retention.
+    fn checkpoint(&mut self) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let id = self.next_id;
+        self.next_id += 1;
+        if !self.sink.exactly_once() {
+            self.sink.flush()?;
+        }
+        let snap_dir = self.opts.data_dir.join("snapshot");
+        fresh_dir(&snap_dir)?;
+        let state_files = match self.operator.as_mut() {
+            Some(op) => {
+                self.metrics.state_entries.set(op.state_mut().len() as i64);
+                op.state_mut().snapshot(&snap_dir)?
+            }
+            None => Vec::new(),
+        };
+        let spec = &self.opts.manifest.spec;
+        let content = SnapshotContent {
+            kind: SnapshotKind::Checkpoint,
+            id,
+            namespace: self.opts.manifest.namespace().to_string(),
+            job: self.opts.manifest.metadata.name.clone(),
+            created_at_ms: now_ms(),
+            max_parallelism: spec.max_parallelism,
+            parallelism: self.opts.parallelism,
+            state_backend: self.backend_name.to_string(),
+            pipeline_fingerprint: pipeline_fingerprint(&self.opts.manifest),
+            state_files,
+            source_offsets: self.source.offsets(),
+            watermark_ms: self
+                .operator
+                .as_ref()
+                .map(|o| o.watermark())
+                .filter(|w| *w > i64::MIN),
+            pending_output: self
+                .sink
+                .exactly_once()
+                .then(|| (self.opts.index, id, self.epoch.records.clone())),
+        };
+        let manifest = match self.rt.block_on(self.writer.write(content, started)) {
+            Ok(m) => m,
+            Err(e) => {
+                // The epoch's output stays buffered and goes into the next checkpoint.
+                self.metrics.checkpoint_failures.inc();
+                tracing::error!(checkpoint = id, error = %e, "checkpoint failed");
+                let _ = std::fs::remove_dir_all(&snap_dir);
+                return Ok(());
+            }
+        };
+        if let Some(Fault::AfterManifest { from }) = self.opts.fault {
+            if id >= from {
+                tracing::error!(
+                    checkpoint = id,
+                    "fault injection: aborting after the manifest, before the commit"
+                );
+                std::process::abort();
+            }
+        }
+        if self.sink.exactly_once() {
+            self.sink.commit_epoch(id, &self.epoch.records)?;
+            let now = now_ms();
+            for (r, t) in self.epoch.records.iter().zip(&self.epoch.triggers) {
+                if r.destination == Destination::Sink {
+                    self.metrics.records_out.inc();
+                    self.metrics
+                        .end_to_end_latency_seconds
+                        .observe((now - t).max(0) as f64 / 1000.0);
+                }
+            }
+            self.epoch = Epoch::default();
+        }
+        self.finish_checkpoint(&manifest, started);
+        let _ = std::fs::remove_dir_all(&snap_dir);
+        let retain = self.opts.manifest.spec.state.retain.max(1) as usize;
+        if let Err(e) = self.rt.block_on(self.writer.retain(retain)) {
+            tracing::warn!(error = %e, "checkpoint retention failed");
+        }
+        Ok(())
+    }
+
+    fn finish_checkpoint(&mut self, manifest: &SnapshotManifest, started: Instant) {
+        let duration = started.elapsed();
+        let size = manifest.state_size();
+        self.metrics.checkpoints_completed.inc();
+        self.metrics
+            .checkpoint_duration_seconds
+            .observe(duration.as_secs_f64());
+        self.metrics.checkpoint_size_bytes.set(size as i64);
+        self.metrics.last_checkpoint_id.set(manifest.id as i64);
+        self.last_checkpoint = Some(CheckpointInfo {
+            id: manifest.id,
+            time_ms: manifest.created_at_ms,
+            duration_ms: duration.as_millis() as u64,
+            size_bytes: size,
+        });
+        tracing::info!(
+            checkpoint = manifest.id,
+            duration_ms = duration.as_millis() as u64,
+            state_bytes = size,
+            "checkpoint complete"
+        );
+    }
+
+    fn publish_status(&self, phase: &str) {
+        let lag = self.source.lag();
+        let offsets = self.source.offsets();
+        let mut total = 0;
+        let mut partitions = Vec::with_capacity(offsets.len());
+        for o in &offsets {
+            let l = lag
+                .iter()
+                .find(|((t, p), _)| &**t == o.topic.as_str() && *p == o.partition)
+                .map(|(_, l)| *l);
+            if let Some(l) = l {
+                total += l;
+                self.metrics
+                    .partition_lag
+                    .get_or_create(&PartitionLabels {
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                    })
+                    .set(l);
+            }
+            partitions.push(PartitionStatus {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                lag: l,
+            });
+        }
+        let m = &self.metrics;
+        let watermark = self
+            .operator
+            .as_ref()
+            .map(|o| o.watermark())
+            .filter(|w| *w > i64::MIN);
+        let last = self.last_checkpoint.clone();
+        self.status.update(|s| {
+            s.phase = phase.to_string();
+            s.records_in = m.records_in.get();
+            s.records_processed = m.records_processed.get();
+            s.records_filtered = m.records_filtered.get();
+            s.records_late = m.records_late.get();
+            s.records_malformed = m.records_malformed.get();
+            s.records_keyless = m.records_keyless.get();
+            s.records_out = m.records_out.get();
+            s.watermark_ms = watermark;
+            s.lag = total;
+            s.partitions = partitions;
+            if last.is_some() {
+                s.last_checkpoint = last;
+            }
+        });
+    }
+}
+
+/// Commits the restored checkpoint's pending output unless the marker shows it was.
+fn settle_pending(
+    sink: &KafkaSink,
+    restored: &Restored,
+    slot: u32,
+    metrics: &Metrics,
+) -> Result<(), RuntimeError> {
+    if !sink.exactly_once() {
+        return Ok(());
+    }
+    let Some((epoch, records)) = restored.pending_output.get(&slot) else {
+        return Ok(());
+    };
+    let committed = sink.committed_epoch()?;
+    if committed.is_some_and(|c| c >= *epoch) {
+        tracing::info!(
+            epoch,
+            ?committed,
+            "output of the restored checkpoint was already committed"
+        );
+        return Ok(());
+    }
+    tracing::info!(
+        epoch,
+        ?committed,
+        records = records.len(),
+        "committing the restored checkpoint's output (the previous run stopped before its commit)"
+    );
+    sink.commit_epoch(*epoch, records)?;
+    let out = records
+        .iter()
+        .filter(|r| r.destination == Destination::Sink)
+        .count();
+    metrics.records_out.inc_by(out as u64);
+    Ok(())
+}
+
+/// Builds a tokio runtime, starts HTTP, runs the worker until `shutdown`, and returns.
+pub fn run_worker(
+    opts: WorkerOptions,
+    shutdown: Arc<AtomicBool>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), RuntimeError> {
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(SharedStatus::default());
+    let bound = rt
+        .block_on(crate::http::serve(
+            opts.http,
+            metrics.clone(),
+            status.clone(),
+        ))
+        .map_err(|source| RuntimeError::Io {
+            path: PathBuf::from(opts.http.to_string()),
+            source,
+        })?;
+    tracing::info!(address = %bound, "http listening");
+    std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
+    let worker = Worker::start(opts, rt.handle().clone(), metrics, status.clone())?;
+    let result = worker.run(&shutdown);
+    if let Err(e) = &result {
+        status.update(|s| {
+            s.phase = "failed".into();
+            s.error = Some(e.to_string());
+        });
+    }
+    result
+}
