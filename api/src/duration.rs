@@ -38,7 +38,9 @@ impl Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        // Compact (`1m30s`), so it parses back and matches the schema's pattern.
+        let text = humantime::format_duration(self.0).to_string();
+        f.write_str(&text.replace(' ', ""))
     }
 }
 
@@ -90,7 +92,8 @@ mod tests {
         );
         assert_eq!(Duration::parse("1m30s").unwrap(), Duration::from_secs(90));
         assert!(Duration::parse("ten").is_err());
-        assert_eq!(Duration::from_secs(90).to_string(), "1m 30s");
+        assert_eq!(Duration::from_secs(90).to_string(), "1m30s");
+        assert_eq!(Duration::parse("1m30s").unwrap(), Duration::from_secs(90));
         let d: Duration = serde_yaml::from_str("\"5m\"").unwrap();
         assert_eq!(d, Duration::from_secs(300));
     }

@@ -5,11 +5,13 @@
 //! - [`duration`]: the human duration type used throughout the spec (`"10s"`).
 //! - [`keygroup`]: the key-group hash and the range of key groups each worker owns.
 //! - [`manifest`]: the snapshot (checkpoint/savepoint) manifest written to object storage.
+//! - [`status`]: the status document a worker serves at `/status`.
 
 pub mod duration;
 pub mod keygroup;
 pub mod manifest;
 pub mod spec;
+pub mod status;
 pub mod validate;
 
 pub use duration::Duration;

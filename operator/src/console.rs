@@ -13,32 +13,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
-/// The worker's `/status`, fields the console shows.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct WorkerStatus {
-    pub phase: String,
-    pub restored_from: Option<u64>,
-    pub records_in: u64,
-    pub records_processed: u64,
-    pub records_filtered: u64,
-    pub records_late: u64,
-    pub records_malformed: u64,
-    pub records_keyless: u64,
-    pub records_out: u64,
-    pub watermark_ms: Option<i64>,
-    pub lag: i64,
-    pub last_checkpoint: Option<CheckpointStatus>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CheckpointStatus {
-    pub id: u64,
-    pub time_ms: i64,
-    pub duration_ms: u64,
-    pub size_bytes: u64,
-}
+pub use rivulet_api::status::WorkerStatus;
 
 /// Reads `/status` from a worker's HTTP address.
 pub fn fetch_status(http: &str) -> Option<WorkerStatus> {

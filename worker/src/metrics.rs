@@ -13,7 +13,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -200,51 +199,7 @@ impl Metrics {
     }
 }
 
-/// The last completed checkpoint, as `/status` shows it.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckpointInfo {
-    pub id: u64,
-    pub time_ms: i64,
-    pub duration_ms: u64,
-    pub size_bytes: u64,
-}
-
-/// One partition's position.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PartitionStatus {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub lag: Option<i64>,
-}
-
-/// The worker's status document.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub job: String,
-    pub namespace: String,
-    pub worker: u32,
-    pub parallelism: u32,
-    /// `starting`, `restoring`, `running`, `stopping`, `stopped`, `failed`.
-    pub phase: String,
-    pub state_backend: String,
-    pub restored_from: Option<u64>,
-    pub records_in: u64,
-    pub records_processed: u64,
-    pub records_filtered: u64,
-    pub records_late: u64,
-    pub records_malformed: u64,
-    pub records_keyless: u64,
-    pub records_out: u64,
-    pub watermark_ms: Option<i64>,
-    pub lag: i64,
-    pub partitions: Vec<PartitionStatus>,
-    pub last_checkpoint: Option<CheckpointInfo>,
-    pub error: Option<String>,
-}
+pub use rivulet_api::status::{CheckpointInfo, PartitionStatus, WorkerStatus as Status};
 
 /// Status shared between the processing thread and the HTTP server.
 #[derive(Default)]

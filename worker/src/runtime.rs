@@ -758,10 +758,20 @@ fn settle_pending(
     if !sink.exactly_once() {
         return Ok(());
     }
+    let committed = sink.committed_epoch()?;
+    if let Some(c) = committed.filter(|c| *c > restored.manifest.id) {
+        // Only happens when newer checkpoints were torn or deleted: their committed output
+        // will be produced again.
+        tracing::warn!(
+            restored = restored.manifest.id,
+            committed = c,
+            "restoring a checkpoint older than the last committed epoch: output committed \
+             after it will be written again"
+        );
+    }
     let Some((epoch, records)) = restored.pending_output.get(&slot) else {
         return Ok(());
     };
-    let committed = sink.committed_epoch()?;
     if committed.is_some_and(|c| c >= *epoch) {
         tracing::info!(
             epoch,

@@ -58,6 +58,19 @@ pub fn resolve_secret(property: &str, r: &SecretRef) -> Result<String, ConfigErr
 mod tests {
     use super::*;
 
+    /// Managed clusters need TLS and SASL; this proves they are compiled into librdkafka.
+    #[test]
+    fn librdkafka_has_tls_and_sasl() {
+        let native = ClientConfig::new().create_native_config().unwrap();
+        let features = native.get("builtin.features").unwrap();
+        for f in ["ssl", "sasl_plain", "sasl_scram", "sasl_gssapi", "zstd"] {
+            assert!(
+                features.split(',').any(|x| x == f),
+                "librdkafka lacks {f}: {features}"
+            );
+        }
+    }
+
     #[test]
     fn secrets_from_env_and_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,56 @@
+//! The worker's status document, served at `GET /status` and read by the local runtime (and,
+//! later, the operator). Part of the contract between control plane and workers.
+
+use serde::{Deserialize, Serialize};
+
+/// The last completed checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckpointInfo {
+    pub id: u64,
+    /// When it was started, epoch ms.
+    pub time_ms: i64,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+}
+
+/// One source partition's position.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset to read.
+    pub offset: i64,
+    /// Records between `offset` and the end of the partition, when known.
+    pub lag: Option<i64>,
+}
+
+/// A worker's status.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkerStatus {
+    pub job: String,
+    pub namespace: String,
+    pub worker: u32,
+    pub parallelism: u32,
+    /// `restoring`, `running`, `stopping`, `stopped` or `failed`.
+    pub phase: String,
+    pub state_backend: String,
+    /// The checkpoint or savepoint id the worker restored from.
+    pub restored_from: Option<u64>,
+    pub records_in: u64,
+    pub records_processed: u64,
+    pub records_filtered: u64,
+    pub records_late: u64,
+    pub records_malformed: u64,
+    pub records_keyless: u64,
+    pub records_out: u64,
+    /// Event-time watermark, epoch ms.
+    pub watermark_ms: Option<i64>,
+    /// Total records behind the end of the assigned partitions.
+    pub lag: i64,
+    pub partitions: Vec<PartitionStatus>,
+    pub last_checkpoint: Option<CheckpointInfo>,
+    pub error: Option<String>,
+}
