@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A worker writes its final status to this file in its data directory when it exits.
+pub const FINAL_STATUS_FILE: &str = "final-status.json";
+
 /// The last completed checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

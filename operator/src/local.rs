@@ -37,6 +37,8 @@ pub struct WorkerProc {
     pub index: u32,
     pub http: String,
     pub log: PathBuf,
+    /// The worker's data directory (holds `final-status.json` after it exits).
+    pub data_dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
     pub restarts: u32,
@@ -117,6 +119,7 @@ impl LocalJob {
             ];
             let mut w = WorkerProc {
                 index: i,
+                data_dir: job_dir.join(i.to_string()),
                 http,
                 log: log_dir.join(format!("{}-{i}.log", m.metadata.name)),
                 args,
@@ -214,6 +217,16 @@ fn describe(status: ExitStatus) -> String {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(s)) => format!("signal {s}"),
         _ => "unknown".into(),
+    }
+}
+
+impl WorkerProc {
+    /// The status the worker wrote when it last exited.
+    pub fn final_status(&self) -> Option<rivulet_api::status::WorkerStatus> {
+        let text =
+            std::fs::read_to_string(self.data_dir.join(rivulet_api::status::FINAL_STATUS_FILE))
+                .ok()?;
+        serde_json::from_str(&text).ok()
     }
 }
 

@@ -223,8 +223,8 @@ fn run(
         g.stop();
     }
     let results = local.stop(Duration::from_secs(60));
-    if let Some(s) = console::fetch_status(&http0) {
-        if let Some(c) = s.last_checkpoint {
+    for w in &local.workers {
+        if let Some(c) = w.final_status().and_then(|s| s.last_checkpoint) {
             last_checkpoint = Some(c.id);
         }
     }

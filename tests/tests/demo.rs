@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use rivulet_tests::{bin_path, workspace_root, ProcessBuilder};
 
+/// The checkpoint number printed right after `prefix`.
+fn checkpoint_after(out: &str, prefix: &str) -> u64 {
+    let rest = &out[out
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{out}"))
+        + prefix.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?}"))
+}
+
 #[test]
 fn demo_prints_results_and_resumes_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,9 +59,16 @@ fn demo_prints_results_and_resumes_after_a_stop() {
     );
     assert!(first.contains("stopped cleanly at checkpoint #"), "{first}");
 
+    let stopped_at = checkpoint_after(&first, "stopped cleanly at checkpoint #");
+
     let second = run("demo-2");
     assert!(second.contains("using the local broker"), "{second}");
-    assert!(second.contains("resumed from checkpoint #"), "{second}");
+    // It resumes from exactly the checkpoint the first run said it stopped at.
+    assert_eq!(
+        checkpoint_after(&second, "resumed from checkpoint #"),
+        stopped_at,
+        "{second}"
+    );
     assert!(
         second
             .lines()

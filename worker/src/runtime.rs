@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rivulet_api::keygroup::range_for_worker;
 use rivulet_api::manifest::{SnapshotKind, SnapshotManifest};
 use rivulet_api::spec::{StateBackendKind, StreamJobManifest, TimeSpec};
+use rivulet_api::status::FINAL_STATUS_FILE;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint::{
@@ -421,6 +422,7 @@ impl Worker {
         self.status.set_ready(false);
         self.checkpoint()?;
         self.publish_status("stopped");
+        tracing::info!(checkpoint = ?self.last_checkpoint.as_ref().map(|c| c.id), "stopped");
         Ok(())
     }
 
@@ -815,13 +817,22 @@ pub fn run_worker(
         })?;
     tracing::info!(address = %bound, "http listening");
     std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
-    let worker = Worker::start(opts, rt.handle().clone(), metrics, status.clone())?;
-    let result = worker.run(&shutdown);
+    let final_status = opts.data_dir.join(FINAL_STATUS_FILE);
+    let _ = std::fs::remove_file(&final_status);
+    let result = Worker::start(opts, rt.handle().clone(), metrics, status.clone())
+        .and_then(|worker| worker.run(&shutdown));
     if let Err(e) = &result {
         status.update(|s| {
             s.phase = "failed".into();
             s.error = Some(e.to_string());
         });
+    }
+    // The last word for whoever started this worker (the HTTP server is gone with it).
+    if let Ok(text) = serde_json::to_string_pretty(&status.get()) {
+        let tmp = final_status.with_extension("tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &final_status);
+        }
     }
     result
 }
