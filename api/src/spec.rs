@@ -234,6 +234,22 @@ pub enum CompareOp {
     Exists,
 }
 
+impl CompareOp {
+    /// The name as written in the spec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::In => "in",
+            CompareOp::Exists => "exists",
+        }
+    }
+}
+
 /// One output field of the projection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -283,6 +299,20 @@ pub enum AggregateFn {
 }
 
 impl AggregateFn {
+    /// The name as written in the spec (`distinctCount`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AggregateFn::Count => "count",
+            AggregateFn::Sum => "sum",
+            AggregateFn::Min => "min",
+            AggregateFn::Max => "max",
+            AggregateFn::Avg => "avg",
+            AggregateFn::First => "first",
+            AggregateFn::Last => "last",
+            AggregateFn::DistinctCount => "distinctCount",
+        }
+    }
+
     pub fn needs_field(&self) -> bool {
         !matches!(self, AggregateFn::Count)
     }

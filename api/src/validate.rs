@@ -21,8 +21,8 @@ use serde_path_to_error::Segment;
 
 use crate::duration::Duration;
 use crate::spec::{
-    AggregateFn, CompareOp, FormatSpec, PipelineSpec, SecretRef, StartFrom, StreamJobManifest,
-    TimeSpec, WindowType, API_VERSION, KIND,
+    CompareOp, FormatSpec, PipelineSpec, SecretRef, StartFrom, StreamJobManifest, TimeSpec,
+    WindowType, API_VERSION, KIND,
 };
 
 /// One bad field: its path (e.g. `spec.pipeline.window.size`) and what is wrong with it.
@@ -693,14 +693,14 @@ impl Validator {
                 ),
                 (op, None) => self.err(
                     format!("{path}.value"),
-                    format!("`{}` needs a value", op_name(op)),
+                    format!("`{}` needs a value", op.name()),
                 ),
                 (op, Some(serde_json::Value::Array(_) | serde_json::Value::Object(_))) => self.err(
                     format!("{path}.value"),
                     format!(
                         "`{}` needs a single value (a string, number or boolean); \
                              use `in` to match a list",
-                        op_name(op)
+                        op.name()
                     ),
                 ),
                 (_, Some(_)) => {}
@@ -916,7 +916,7 @@ impl Validator {
                 ),
                 (None, true) => self.err(
                     format!("{path}.field"),
-                    format!("`{}` needs a field", fn_name(a.function)),
+                    format!("`{}` needs a field", a.function.name()),
                 ),
                 (Some(field), true) => {
                     let fpath = format!("{path}.field");
@@ -1202,36 +1202,10 @@ struct Scope<'a> {
     what: &'static str,
 }
 
-fn op_name(op: CompareOp) -> &'static str {
-    match op {
-        CompareOp::Eq => "eq",
-        CompareOp::Ne => "ne",
-        CompareOp::Lt => "lt",
-        CompareOp::Le => "le",
-        CompareOp::Gt => "gt",
-        CompareOp::Ge => "ge",
-        CompareOp::In => "in",
-        CompareOp::Exists => "exists",
-    }
-}
-
-fn fn_name(f: AggregateFn) -> &'static str {
-    match f {
-        AggregateFn::Count => "count",
-        AggregateFn::Sum => "sum",
-        AggregateFn::Min => "min",
-        AggregateFn::Max => "max",
-        AggregateFn::Avg => "avg",
-        AggregateFn::First => "first",
-        AggregateFn::Last => "last",
-        AggregateFn::DistinctCount => "distinctCount",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{AggregateSpec, Condition, Projection, WindowSpec};
+    use crate::spec::{AggregateFn, AggregateSpec, Condition, Projection, WindowSpec};
 
     /// A manifest that sets every field.
     const FULL: &str = r#"

@@ -196,7 +196,7 @@ impl Pipeline {
                     (None, true) => {
                         return Err(SpecError::new(
                             format!("spec.pipeline.aggregates[{i}].field"),
-                            format!("`{}` needs a field", agg_name(a.function)),
+                            format!("`{}` needs a field", a.function.name()),
                         ))
                     }
                 };
@@ -384,19 +384,6 @@ fn agg_input(plan: &AggPlan, record: &Record) -> Result<AggInput, Reject> {
             .get(path)
             .map(AggInput::Value)
             .ok_or_else(|| Reject::Malformed(format!("field `{field}` is missing"))),
-    }
-}
-
-fn agg_name(f: AggregateFn) -> &'static str {
-    match f {
-        AggregateFn::Count => "count",
-        AggregateFn::Sum => "sum",
-        AggregateFn::Min => "min",
-        AggregateFn::Max => "max",
-        AggregateFn::Avg => "avg",
-        AggregateFn::First => "first",
-        AggregateFn::Last => "last",
-        AggregateFn::DistinctCount => "distinctCount",
     }
 }
 

@@ -124,7 +124,7 @@ impl Filter {
 }
 
 fn compile(i: usize, c: &Condition) -> Result<Compiled, SpecError> {
-    let op_name = op_name(c.op);
+    let op_name = c.op.name();
     let test = match c.op {
         CompareOp::Exists => {
             if c.value.is_some() {
@@ -192,7 +192,7 @@ impl Compiled {
                         "cannot compare {} with {} (`{}`)",
                         preview(&lhs),
                         preview(&rhs.value),
-                        op_name(*op)
+                        op.name()
                     ),
                 })?;
                 match op {
@@ -207,19 +207,6 @@ impl Compiled {
                 }
             }
         })
-    }
-}
-
-fn op_name(op: CompareOp) -> &'static str {
-    match op {
-        CompareOp::Eq => "eq",
-        CompareOp::Ne => "ne",
-        CompareOp::Lt => "lt",
-        CompareOp::Le => "le",
-        CompareOp::Gt => "gt",
-        CompareOp::Ge => "ge",
-        CompareOp::In => "in",
-        CompareOp::Exists => "exists",
     }
 }
 
