@@ -24,7 +24,7 @@ use rivulet_api::status::FINAL_STATUS_FILE;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint::{
-    self, CheckpointError, JobStore, Restored, SnapshotContent, SnapshotWriter,
+    self, CheckpointError, EncodedOutput, JobStore, Restored, SnapshotContent, SnapshotWriter,
 };
 use crate::kafka::sink::{KafkaSink, SinkError, SinkIdentity};
 use crate::kafka::source::{KafkaSource, SourceError, SourceRecord};
@@ -271,10 +271,7 @@ impl Worker {
             .topic
             .clone()
             .unwrap_or_else(|| format!("{job}-dlq"));
-        let identity = SinkIdentity {
-            transactional_id: format!("rivulet-{ns}-{job}-sink-{}", opts.index),
-            marker_group: format!("rivulet-{ns}-{job}-sink-{}-epochs", opts.index),
-        };
+        let identity = SinkIdentity::of(&ns, &job, opts.index);
         let txn_flag = opts.data_dir.join("transaction-open");
         let _ = std::fs::remove_file(&txn_flag);
         let sink = KafkaSink::open(
@@ -319,7 +316,13 @@ impl Worker {
             TimeSpec::Processing => None,
         };
 
-        let next_id = rt.block_on(checkpoint::highest_id(&store))? + 1;
+        // Ids keep growing across restores (also from another job's snapshot), so an epoch
+        // is never numbered below one already committed.
+        let restored_id = restored.as_ref().map_or(0, |r| r.manifest.id);
+        let next_id = rt
+            .block_on(checkpoint::highest_id(&store))?
+            .max(restored_id)
+            + 1;
         let mut writer = SnapshotWriter::new(store, &format!("w{}-{}", opts.index, now_ms()));
         if let Some(r) = &restored {
             writer.adopt_shared(&r.manifest);
@@ -628,10 +631,15 @@ impl Worker {
                 .as_ref()
                 .map(|o| o.watermark())
                 .filter(|w| *w > i64::MIN),
-            pending_output: self
-                .sink
-                .exactly_once()
-                .then(|| (self.opts.index, id, self.epoch.records.clone())),
+            pending_output: if self.sink.exactly_once() {
+                Some(EncodedOutput::encode(
+                    self.opts.index,
+                    id,
+                    &self.epoch.records,
+                )?)
+            } else {
+                None
+            },
         };
         let manifest = match self.rt.block_on(self.writer.write(content, started)) {
             Ok(m) => m,
@@ -760,7 +768,16 @@ fn settle_pending(
     if !sink.exactly_once() {
         return Ok(());
     }
-    let committed = sink.committed_epoch()?;
+    // The snapshot's output belongs to the sink of the job that wrote it: its marker says
+    // whether that output was committed (by that job, or by an earlier run of this one).
+    let m = &restored.manifest;
+    let owner = SinkIdentity::of(&m.namespace, &m.job, slot);
+    let mut committed = sink.committed_epoch_of(&owner.marker_group)?;
+    if owner.marker_group != sink.marker_group() {
+        // This job may have committed that output itself on an earlier start from the same
+        // snapshot: its own epochs are numbered above the snapshot's id.
+        committed = committed.max(sink.committed_epoch()?);
+    }
     if let Some(c) = committed.filter(|c| *c > restored.manifest.id) {
         // Only happens when newer checkpoints were torn or deleted: their committed output
         // will be produced again.

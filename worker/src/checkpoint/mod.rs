@@ -56,8 +56,31 @@ pub struct SnapshotContent {
     pub state_files: Vec<LocalStateFile>,
     pub source_offsets: Vec<SourceOffset>,
     pub watermark_ms: Option<i64>,
-    /// (slot, epoch, records) of an exactly-once sink.
-    pub pending_output: Option<(u32, u64, Vec<OutRecord>)>,
+    /// The epoch's output of an exactly-once sink.
+    pub pending_output: Option<EncodedOutput>,
+}
+
+/// An exactly-once sink's epoch output, encoded for the snapshot.
+pub struct EncodedOutput {
+    pub slot: u32,
+    pub epoch: u64,
+    pub records: u64,
+    pub data: Bytes,
+}
+
+impl EncodedOutput {
+    pub fn encode(slot: u32, epoch: u64, records: &[OutRecord]) -> Result<Self, CheckpointError> {
+        let data = postcard::to_allocvec(records).map_err(|e| CheckpointError::Invalid {
+            id: epoch,
+            reason: format!("cannot encode pending output: {e}"),
+        })?;
+        Ok(EncodedOutput {
+            slot,
+            epoch,
+            records: records.len() as u64,
+            data: Bytes::from(data),
+        })
+    }
 }
 
 /// Writes snapshots of one worker and remembers which immutable files it uploaded.
@@ -137,18 +160,14 @@ impl SnapshotWriter {
             state_files.push(entry);
         }
         let mut pending_output = Vec::new();
-        if let Some((slot, epoch, records)) = &content.pending_output {
-            let data = postcard::to_allocvec(records).map_err(|e| CheckpointError::Invalid {
-                id: content.id,
-                reason: format!("cannot encode pending output: {e}"),
-            })?;
-            let rel = format!("{dir}/output-{slot}.bin");
-            let (size, crc32c) = self.store.put_bytes(&rel, Bytes::from(data)).await?;
+        if let Some(out) = content.pending_output {
+            let rel = format!("{dir}/output-{}.bin", out.slot);
+            let (size, crc32c) = self.store.put_bytes(&rel, out.data).await?;
             pending_output.push(PendingOutput {
-                slot: *slot,
-                epoch: *epoch,
+                slot: out.slot,
+                epoch: out.epoch,
                 path: rel,
-                records: records.len() as u64,
+                records: out.records,
                 size,
                 crc32c,
             });

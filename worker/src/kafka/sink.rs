@@ -66,12 +66,22 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Names that identify one sink slot of one job.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkIdentity {
     /// `transactional.id`, stable across restarts of this slot.
     pub transactional_id: String,
     /// Consumer group whose committed offset is the last committed epoch.
     pub marker_group: String,
+}
+
+impl SinkIdentity {
+    /// The identity of sink slot `slot` of job `job` in `namespace`.
+    pub fn of(namespace: &str, job: &str, slot: u32) -> SinkIdentity {
+        SinkIdentity {
+            transactional_id: format!("rivulet-{namespace}-{job}-sink-{slot}"),
+            marker_group: format!("rivulet-{namespace}-{job}-sink-{slot}-epochs"),
+        }
+    }
 }
 
 pub struct KafkaSink {
@@ -80,6 +90,9 @@ pub struct KafkaSink {
     sink_topic: String,
     dead_letter_topic: String,
     marker: Option<(BaseConsumer, rdkafka::consumer::ConsumerGroupMetadata)>,
+    /// Client settings for reading another slot's marker (a restored snapshot's owner).
+    marker_config: rdkafka::ClientConfig,
+    marker_group: String,
     txn_flag: Option<PathBuf>,
     produced: Arc<AtomicU64>,
     blocked_ns: AtomicU64,
@@ -102,15 +115,18 @@ impl KafkaSink {
             cfg.set("linger.ms", "5");
         }
         let exactly_once = spec.delivery_guarantee == DeliveryGuarantee::ExactlyOnce;
+        let mut marker_config =
+            client_config(bootstrap, &spec.properties, &spec.secret_properties)?;
+        marker_config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
         let marker = if exactly_once {
             cfg.set("transactional.id", &identity.transactional_id).set(
                 "transaction.timeout.ms",
                 TXN_TIMEOUT.as_millis().to_string(),
             );
-            let mut mc = client_config(bootstrap, &spec.properties, &spec.secret_properties)?;
-            mc.set("group.id", &identity.marker_group)
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed");
+            let mut mc = marker_config.clone();
+            mc.set("group.id", &identity.marker_group);
             let consumer: BaseConsumer = mc.create()?;
             let cgm = consumer.group_metadata().ok_or_else(|| {
                 SinkError::Other("no consumer group metadata for the commit marker".into())
@@ -130,6 +146,8 @@ impl KafkaSink {
             sink_topic: spec.topic.clone(),
             dead_letter_topic: dead_letter_topic.to_string(),
             marker,
+            marker_config,
+            marker_group: identity.marker_group.clone(),
             txn_flag,
             produced: Arc::new(AtomicU64::new(0)),
             blocked_ns: AtomicU64::new(0),
@@ -151,10 +169,30 @@ impl KafkaSink {
         Ok(tpl)
     }
 
-    /// The last epoch whose output was committed (exactly-once), from the marker.
+    /// The consumer group holding this sink's commit marker.
+    pub fn marker_group(&self) -> &str {
+        &self.marker_group
+    }
+
+    /// The last epoch whose output this sink committed (exactly-once), from its marker.
     pub fn committed_epoch(&self) -> Result<Option<u64>, SinkError> {
-        let Some((consumer, _)) = &self.marker else {
+        self.committed_epoch_of(&self.marker_group.clone())
+    }
+
+    /// The last epoch committed by the sink whose marker group is `group` (another job's,
+    /// when restoring its snapshot), on this sink's topic.
+    pub fn committed_epoch_of(&self, group: &str) -> Result<Option<u64>, SinkError> {
+        let Some((own, _)) = &self.marker else {
             return Ok(None);
+        };
+        let other;
+        let consumer = if group == self.marker_group {
+            own
+        } else {
+            let mut cfg = self.marker_config.clone();
+            cfg.set("group.id", group);
+            other = cfg.create::<BaseConsumer>()?;
+            &other
         };
         let tpl = consumer.committed_offsets(self.marker_partition()?, Duration::from_secs(30))?;
         Ok(tpl
