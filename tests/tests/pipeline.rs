@@ -7,22 +7,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::{by_window, file_state, rec, summary, CLOSE_TS};
 use rivulet_tests::{consume_all, produce, wait_until, Moto, ProduceRecord, Tansu};
 use serde_json::{json, Value};
-
-fn rec(key: &str, ts: i64, amount: i64) -> ProduceRecord {
-    ProduceRecord::keyed(
-        key.to_string(),
-        format!(r#"{{"user":"{key}","ts":{ts},"amount":{amount}}}"#),
-    )
-}
-
-fn file_state(dir: &Path, backend: &str) -> String {
-    format!(
-        "backend: {backend}\ncheckpointInterval: 500ms\nstorage: file://{}\n",
-        dir.join("snapshots").display()
-    )
-}
 
 /// Runs `pipeline` over what is already in its source topic until `expected` sink records
 /// are committed, stops the worker, and returns the sink records' JSON values.
@@ -38,7 +25,11 @@ fn run_job(
     let job = common::write(
         dir,
         &format!("{name}.yaml"),
-        &common::manifest(name, pipeline, &file_state(&dir.join(name), backend)),
+        &common::manifest(
+            name,
+            pipeline,
+            &file_state(&dir.join(name), backend, "500ms"),
+        ),
     );
     let mut w = common::start_worker(
         &job,
@@ -71,26 +62,6 @@ fn run_job(
         w.process.log_tail(40)
     );
     out.iter().map(|r| r.value_json().unwrap()).collect()
-}
-
-fn summary(v: &Value, aggs: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("user".into(), v["key"]["user"].clone());
-    m.insert("start".into(), v["windowStart"].clone());
-    m.insert("end".into(), v["windowEnd"].clone());
-    for a in aggs {
-        m.insert((*a).into(), v[*a].clone());
-    }
-    m.insert("kind".into(), v["kind"].clone());
-    Value::Object(m)
-}
-
-const CLOSE_TS: i64 = 1_000_000;
-
-/// Sorts summaries by window, then key.
-fn by_window(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(|s| (s["start"].as_i64(), s["user"].as_str().map(str::to_string)));
-    v
 }
 
 #[test]
@@ -145,7 +116,10 @@ deadLetter: {topic: dlq}
     );
     let aggs = ["n", "total", "lo", "hi", "mean", "first", "last"];
     // Within one watermark step, windows fire in (end, key group, key) order.
-    let got: Vec<Value> = by_window(tumbling.iter().map(|v| summary(v, &aggs)).collect());
+    let got: Vec<Value> = by_window(
+        tumbling.iter().map(|v| summary(v, "user", &aggs)).collect(),
+        "user",
+    );
     assert_eq!(
         got,
         vec![
@@ -240,8 +214,9 @@ deadLetter: {topic: dlq}
     let got: Vec<Value> = by_window(
         session
             .iter()
-            .map(|v| summary(v, &["n", "total"]))
+            .map(|v| summary(v, "user", &["n", "total"]))
             .collect(),
+        "user",
     );
     assert_eq!(
         got,
@@ -290,7 +265,7 @@ deadLetter: {topic: dlq}
         "out",
         3,
     );
-    let got: Vec<Value> = out.iter().map(|v| summary(v, &["n"])).collect();
+    let got: Vec<Value> = out.iter().map(|v| summary(v, "user", &["n"])).collect();
     assert_eq!(
         got,
         vec![
@@ -369,7 +344,7 @@ deadLetter: {{topic: dlq}}
         &common::manifest(
             "heap",
             &pipeline("out-heap"),
-            &file_state(&dir.path().join("heap"), "heap"),
+            &file_state(&dir.path().join("heap"), "heap", "500ms"),
         ),
     );
     let mut w = common::start_worker(&job, &b, &dir.path().join("heap-data"), &[], "heap");
@@ -465,7 +440,7 @@ sink: {topic: out}
 deadLetter: {topic: dlq}
 limits: {maxRecordBytes: 300}
 "#,
-            &file_state(dir.path(), "heap"),
+            &file_state(dir.path(), "heap", "500ms"),
         ),
     );
     let mut w = common::start_worker(&job, &b, &dir.path().join("data"), &[], "bad-input");
@@ -497,8 +472,9 @@ limits: {maxRecordBytes: 300}
 
     let results: Vec<Value> = by_window(
         out.iter()
-            .map(|r| summary(&r.value_json().unwrap(), &["n", "total"]))
+            .map(|r| summary(&r.value_json().unwrap(), "user", &["n", "total"]))
             .collect(),
+        "user",
     );
     assert_eq!(
         results,
@@ -579,7 +555,7 @@ fn a_bad_manifest_names_the_field_and_consumes_nothing() {
                 &format!(
                     "source: {{topics: [in]}}\ntime: {{type: event, field: ts}}\nkey: [user]\n{window}\naggregates: [{{name: n, fn: count}}]\nsink: {{topic: out}}\n"
                 ),
-                &file_state(dir.path(), "heap"),
+                &file_state(dir.path(), "heap", "500ms"),
             ),
         );
         let mut w = common::start_worker(&job, &b, &dir.path().join("data"), &[], "bad-spec");
@@ -694,7 +670,7 @@ deadLetter: {topic: dlq}
     );
     let results: Vec<Value> = out
         .iter()
-        .map(|r| summary(&r.value_json().unwrap(), &["n", "total"]))
+        .map(|r| summary(&r.value_json().unwrap(), "user", &["n", "total"]))
         .collect();
     assert_eq!(
         results,
@@ -737,7 +713,7 @@ deadLetter: {topic: dlq}
         1,
     );
     assert_eq!(
-        summary(&out[0], &["n"]),
+        summary(&out[0], "user", &["n"]),
         json!({"user":"a","start":0,"end":10000,"n":1,"kind":"final"})
     );
 }

@@ -12,41 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rivulet_tests::{consume_all, http_request, produce, wait_until, ProduceRecord, Tansu};
 use serde_json::{json, Value};
 
-const CLOSE_TS: i64 = 1_000_000;
-
-fn rec(key: &str, ts: i64, amount: i64) -> ProduceRecord {
-    ProduceRecord::keyed(
-        key.to_string(),
-        format!(r#"{{"user":"{key}","ts":{ts},"amount":{amount}}}"#),
-    )
-}
-
-/// A `state:` section: checkpoints to `file://<dir>/snapshots` every `interval`.
-fn file_state(dir: &Path, backend: &str, interval: &str) -> String {
-    format!(
-        "backend: {backend}\ncheckpointInterval: {interval}\nstorage: file://{}\nretain: 3\n",
-        dir.join("snapshots").display()
-    )
-}
-
-/// A window result reduced to the key field `key`, the window, `aggs` and its kind.
-fn summary(v: &Value, key: &str, aggs: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert(key.into(), v["key"][key].clone());
-    m.insert("start".into(), v["windowStart"].clone());
-    m.insert("end".into(), v["windowEnd"].clone());
-    for a in aggs {
-        m.insert((*a).into(), v[*a].clone());
-    }
-    m.insert("kind".into(), v["kind"].clone());
-    Value::Object(m)
-}
-
-/// Sorts summaries by window, then by key field `key`.
-fn by_window(mut v: Vec<Value>, key: &str) -> Vec<Value> {
-    v.sort_by_key(|s| (s["start"].as_i64(), s[key].as_str().map(str::to_string)));
-    v
-}
+use common::{by_window, file_state, rec, summary, CLOSE_TS};
 
 /// Sends SIGTERM and asserts the worker takes its final checkpoint and exits 0.
 fn stop(w: &mut common::Worker) {

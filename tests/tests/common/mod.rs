@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rivulet_tests::{free_port, http_request, wait_until, ProcessBuilder, WorkerProcess};
+use rivulet_tests::{
+    free_port, http_request, wait_until, ProcessBuilder, ProduceRecord, WorkerProcess,
+};
+use serde_json::Value;
 
 /// A StreamJob manifest with the given pipeline body (YAML, indented under `pipeline:`) and
 /// state section.
@@ -86,4 +89,43 @@ pub fn metric(http: &str, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// Event time that closes every window the tests use (their records are far earlier).
+pub const CLOSE_TS: i64 = 1_000_000;
+
+/// A JSON input record `{"user", "ts", "amount"}` keyed by `key`.
+pub fn rec(key: &str, ts: i64, amount: i64) -> ProduceRecord {
+    ProduceRecord::keyed(
+        key.to_string(),
+        format!(r#"{{"user":"{key}","ts":{ts},"amount":{amount}}}"#),
+    )
+}
+
+/// A `state:` section: checkpoints to `file://<dir>/snapshots` every `interval`.
+pub fn file_state(dir: &Path, backend: &str, interval: &str) -> String {
+    format!(
+        "backend: {backend}\ncheckpointInterval: {interval}\nstorage: file://{}\nretain: 3\n",
+        dir.join("snapshots").display()
+    )
+}
+
+/// A window result reduced to the key field `key`, the window, `aggs` and its kind.
+pub fn summary(v: &Value, key: &str, aggs: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(key.into(), v["key"][key].clone());
+    m.insert("start".into(), v["windowStart"].clone());
+    m.insert("end".into(), v["windowEnd"].clone());
+    for a in aggs {
+        m.insert((*a).into(), v[*a].clone());
+    }
+    m.insert("kind".into(), v["kind"].clone());
+    Value::Object(m)
+}
+
+/// Sorts summaries by window, then by key field `key` (within one watermark step windows
+/// fire in key-group order).
+pub fn by_window(mut v: Vec<Value>, key: &str) -> Vec<Value> {
+    v.sort_by_key(|s| (s["start"].as_i64(), s[key].as_str().map(str::to_string)));
+    v
 }

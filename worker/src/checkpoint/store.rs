@@ -1,9 +1,11 @@
 //! The job's directory on object storage and the operations snapshots need from it.
 //!
-//! `file:///abs`, `file://./relative` (resolved against the working directory) and
-//! `s3://bucket/prefix` are supported; S3 settings come from the usual `AWS_*` environment
-//! variables (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`, ...). Everything
-//! lives under `<storage>/<namespace>/<job>/`.
+//! `file:///abs`, `file://./relative` (resolved against the working directory),
+//! `s3://bucket/prefix`, `gs://bucket/prefix` and `az://container/prefix` are supported.
+//! Credentials and endpoints come from each cloud's usual environment variables (`AWS_*`,
+//! e.g. `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`; `GOOGLE_*`; `AZURE_*`), which the operator
+//! fills from the job's credentials Secret. Everything lives under
+//! `<storage>/<namespace>/<job>/`.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -292,10 +296,7 @@ fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreErro
         ));
     }
     if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("no bucket name".into()));
-        }
+        let (bucket, prefix) = bucket_and_prefix(rest).map_err(bad)?;
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") {
             b = b.with_allow_http(true);
@@ -306,8 +307,30 @@ fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreErro
         let store = b.build()?;
         return Ok((Arc::new(store), Path::from(prefix), url.to_string()));
     }
+    if let Some(rest) = url.strip_prefix("gs://") {
+        let (bucket, prefix) = bucket_and_prefix(rest).map_err(bad)?;
+        let store = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(bucket)
+            .build()?;
+        return Ok((Arc::new(store), Path::from(prefix), url.to_string()));
+    }
+    if let Some(rest) = url.strip_prefix("az://") {
+        let (container, prefix) = bucket_and_prefix(rest).map_err(bad)?;
+        let store = MicrosoftAzureBuilder::from_env()
+            .with_container_name(container)
+            .build()?;
+        return Ok((Arc::new(store), Path::from(prefix), url.to_string()));
+    }
     Err(bad(
-        "unsupported scheme: use file:// or s3:// (gs:// and az:// are not built into this worker)"
-            .into(),
+        "unsupported scheme: use file://, s3://, gs:// or az://".into(),
     ))
+}
+
+/// `bucket/some/prefix` → (`bucket`, `some/prefix`).
+fn bucket_and_prefix(rest: &str) -> Result<(&str, &str), String> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("no bucket or container name".into());
+    }
+    Ok((bucket, prefix))
 }
