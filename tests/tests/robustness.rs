@@ -1284,3 +1284,33 @@ fn restore_from_an_uncommitted_snapshot_publishes_its_output_once() {
         vec![json!({"user":"a","start":0,"end":10000,"n":2,"total":3,"kind":"final"})]
     );
 }
+
+/// A sink or dead-letter topic that does not exist stops the worker at once with an error
+/// naming it, before anything is consumed.
+#[test]
+fn a_missing_sink_topic_is_a_clear_error() {
+    let broker = Tansu::start().unwrap();
+    let b = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    broker.create_topic("in", 1).unwrap();
+    broker.create_topic("dlq", 1).unwrap();
+    produce(&b, "in", &[rec("a", 1_000, 1)]).unwrap();
+    let job = common::write(
+        dir.path(),
+        "job.yaml",
+        &common::manifest("no-sink", TUMBLING, &file_state(dir.path(), "heap", "1s")),
+    );
+    let mut w = common::start_worker(&job, &b, &dir.path().join("data"), &[], "no-sink");
+    let status = w.process.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the worker should refuse to start:\n{}",
+        w.process.log_tail(30)
+    );
+    let err = w.process.stderr();
+    assert!(
+        err.contains("sink topic `out` does not exist"),
+        "unclear error:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

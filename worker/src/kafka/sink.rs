@@ -40,6 +40,8 @@ pub enum SinkError {
     Kafka(#[from] KafkaError),
     #[error("kafka sink: {0} record(s) failed delivery; last error: {1}")]
     Delivery(u64, String),
+    #[error("{what} topic `{topic}` does not exist (create it before starting the job)")]
+    NoSuchTopic { what: &'static str, topic: String },
     #[error("kafka sink: {0}")]
     Other(String),
 }
@@ -137,6 +139,15 @@ impl KafkaSink {
         };
         let producer: ThreadedProducer<DeliveryContext> =
             cfg.create_with_context(DeliveryContext::default())?;
+        // Asked through a consumer, which never auto-creates topics: a misspelt topic is an
+        // error, not a new topic.
+        let probe: BaseConsumer = marker_config.create()?;
+        for (what, topic) in [
+            ("sink", spec.topic.as_str()),
+            ("dead-letter", dead_letter_topic),
+        ] {
+            ensure_topic(probe.client(), what, topic)?;
+        }
         if exactly_once {
             producer.init_transactions(TXN_TIMEOUT)?;
         }
@@ -299,6 +310,38 @@ impl KafkaSink {
                 Err((e, _)) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Fails clearly when `topic` does not exist, instead of letting produce calls wait for it.
+fn ensure_topic<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    what: &'static str,
+    topic: &str,
+) -> Result<(), SinkError> {
+    let mut last = None;
+    // Metadata of a freshly created topic can lag briefly.
+    for _ in 0..10 {
+        match client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            Ok(md) => {
+                if md
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+                {
+                    return Ok(());
+                }
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match last {
+        Some(e) => Err(SinkError::Kafka(e)),
+        None => Err(SinkError::NoSuchTopic {
+            what,
+            topic: topic.to_string(),
+        }),
     }
 }
 
