@@ -241,7 +241,7 @@ impl Worker {
         let restored_wm = restored.as_ref().and_then(|r| r.manifest.watermark_ms);
         let operator = match &p.window {
             Some(w) => {
-                let mut op = WindowOperator::new(w, &p.aggregates, backend);
+                let mut op = WindowOperator::new(w, &p.aggregates, backend)?;
                 op.restore_timers(restored_wm.unwrap_or(i64::MIN))?;
                 Some(op)
             }

@@ -74,4 +74,6 @@ pub enum WindowError {
     State(#[from] crate::state::StateError),
     #[error("corrupt window state: {0}")]
     Corrupt(String),
+    #[error("invalid window spec: {0}")]
+    Spec(String),
 }

@@ -265,21 +265,15 @@ impl WindowOperator {
     /// An operator for a validated window spec and its aggregates, over `state` (empty, or
     /// restored and followed by [`WindowOperator::restore_timers`]).
     ///
-    /// # Panics
-    ///
-    /// If the window spec lacks its size, slide or gap, or one is zero: the spec validator
-    /// rejects those before a worker starts ([`Assigner::from_spec`] gives the same check as
-    /// an error).
+    /// Fails if the window spec lacks its size, slide or gap, or one is zero (the spec
+    /// validator rejects those before a worker starts).
     pub fn new(
         window: &WindowSpec,
         aggregates: &[AggregateSpec],
         state: Box<dyn StateBackend>,
-    ) -> Self {
-        let assigner = match Assigner::from_spec(window) {
-            Ok(a) => a,
-            Err(e) => panic!("invalid window spec (not validated?): {e}"),
-        };
-        WindowOperator {
+    ) -> Result<Self, WindowError> {
+        let assigner = Assigner::from_spec(window).map_err(WindowError::Spec)?;
+        Ok(WindowOperator {
             codec: Codec {
                 assigner,
                 functions: aggregates.iter().map(|a| a.function).collect(),
@@ -288,7 +282,7 @@ impl WindowOperator {
             state,
             watermark: i64::MIN,
             timers: BTreeSet::new(),
-        }
+        })
     }
 
     /// The current watermark (`i64::MIN` before the first advance).
@@ -707,7 +701,7 @@ mod tests {
     }
 
     fn operator(spec: &WindowSpec, aggs: &[AggregateSpec]) -> WindowOperator {
-        WindowOperator::new(spec, aggs, Box::new(HeapBackend::new(0..MAX_PARALLELISM)))
+        WindowOperator::new(spec, aggs, Box::new(HeapBackend::new(0..MAX_PARALLELISM))).unwrap()
     }
 
     fn res(user: &str, start: i64, end: i64, values: Vec<Value>, kind: ResultKind) -> WindowResult {
@@ -1211,7 +1205,7 @@ mod tests {
             let files = op.state_mut().snapshot(dir.path()).unwrap();
             let mut backend = HeapBackend::new(0..MAX_PARALLELISM);
             backend.restore(&files, 0..MAX_PARALLELISM).unwrap();
-            let mut restored = WindowOperator::new(&spec, &all_aggs(), Box::new(backend));
+            let mut restored = WindowOperator::new(&spec, &all_aggs(), Box::new(backend)).unwrap();
             restored.restore_timers(wm).unwrap();
             assert_eq!(restored.watermark(), wm);
             assert_eq!(restored.next_fire_time(), next);
