@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 
 CARGO ?= cargo
 
-.PHONY: all setup build run test fmt clippy
+.PHONY: all setup build run test fmt clippy bench
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 ## run: the demo: a clicks generator into Kafka, windowed counts out of it
 run: setup build
 	$(CARGO_TARGET_DIR)/release/rivulet run examples/clicks.yaml --generator clicks
+
+## bench: Nexmark through Kafka (tansu on loopback); writes bench/results/<UTC date>.md
+BENCH_EVENTS ?= 1000000
+bench: setup build
+	$(CARGO_TARGET_DIR)/release/rivulet-bench run --events $(BENCH_EVENTS)
 
 ## test: formatting, lints, then every test (unit and end-to-end)
 test: setup
