@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use rivulet_tests::{consume_all, wait_until, KafkaProducer, ProduceRecord, Tansu};
@@ -96,25 +96,17 @@ fn kill_outside_transaction(w: &mut common::Worker, data_dir: &std::path::Path) 
         if !w.process.is_running() {
             return false;
         }
-        if w.process.signal(libc_sigstop()).is_err() {
+        if w.process.signal(libc::SIGSTOP).is_err() {
             return false;
         }
         if !flag.exists() {
             w.process.kill9();
             return true;
         }
-        let _ = w.process.signal(libc_sigcont());
+        let _ = w.process.signal(libc::SIGCONT);
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("a transaction stayed open for 4 s");
-}
-
-fn libc_sigstop() -> i32 {
-    19
-}
-
-fn libc_sigcont() -> i32 {
-    18
 }
 
 #[test]
@@ -320,5 +312,4 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
         dead.first().map(|d| d.headers.clone())
     );
     assert_eq!(kills, 6);
-    let _ = Instant::now();
 }

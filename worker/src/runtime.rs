@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rivulet_api::keygroup::range_for_worker;
 use rivulet_api::manifest::{SnapshotKind, SnapshotManifest};
-use rivulet_api::spec::{StateBackendKind, StreamJobManifest, TimeSpec};
+use rivulet_api::spec::{StateBackendKind, StreamJobManifest};
 use rivulet_api::status::FINAL_STATUS_FILE;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -35,7 +35,7 @@ use crate::state::heap::HeapBackend;
 use crate::state::rocks::RocksBackend;
 use crate::state::{StateBackend, StateError};
 use crate::time::WatermarkTracker;
-use crate::window::assign::{Assigner, Window};
+use crate::window::assign::Window;
 use crate::window::{KeyedInput, WindowError, WindowOperator, WindowResult};
 
 const MAX_BATCH: usize = 4096;
@@ -147,13 +147,10 @@ pub struct Worker {
     epoch: Epoch,
     next_id: u64,
     last_checkpoint: Option<CheckpointInfo>,
-    restored_from: Option<u64>,
     backend_name: &'static str,
     // Scratch buffers reused across batches.
     chunk: Vec<KeyedInput>,
     chunk_src: Vec<usize>,
-    /// Windows of the job, to know when buffered records' windows could fire.
-    assigner: Option<Assigner>,
     /// The earliest watermark at which a window of a buffered record could fire.
     chunk_fire: i64,
     windows: Vec<Window>,
@@ -297,24 +294,13 @@ impl Worker {
             opts.parallelism,
             &offsets,
         )?;
-        let tracker = match &p.time {
-            TimeSpec::Event {
-                max_out_of_orderness,
-                idle_timeout,
-                ..
-            } => {
-                let mut t = WatermarkTracker::new(
-                    max_out_of_orderness.as_millis_i64(),
-                    idle_timeout.map(|d| d.as_millis_i64()),
-                );
-                t.assign(source.assigned(), now_ms());
-                if let Some(wm) = restored_wm {
-                    t.restore(wm);
-                }
-                Some(t)
+        let tracker = pipeline.watermark_tracker().map(|mut t| {
+            t.assign(source.assigned(), now_ms());
+            if let Some(wm) = restored_wm {
+                t.restore(wm);
             }
-            TimeSpec::Processing => None,
-        };
+            t
+        });
 
         // Ids keep growing across restores (also from another job's snapshot), so an epoch
         // is never numbered below one already committed.
@@ -337,10 +323,6 @@ impl Worker {
             );
         }
         let _ = std::fs::remove_dir_all(&restore_dir);
-        let assigner = match &p.window {
-            Some(w) => Some(Assigner::from_spec(w).map_err(RuntimeError::Config)?),
-            None => None,
-        };
         let agg_names = p.aggregates.iter().map(|a| a.name.clone()).collect();
         status.update(|s| {
             s.phase = "running".into();
@@ -363,11 +345,9 @@ impl Worker {
             epoch: Epoch::default(),
             next_id,
             last_checkpoint: None,
-            restored_from,
             backend_name,
             chunk: Vec::new(),
             chunk_src: Vec::new(),
-            assigner,
             chunk_fire: i64::MAX,
             windows: Vec::new(),
             results: Vec::new(),
@@ -375,11 +355,6 @@ impl Worker {
             out: Vec::new(),
             out_triggers: Vec::new(),
         })
-    }
-
-    /// The checkpoint the worker restored from, if any.
-    pub fn restored_from(&self) -> Option<u64> {
-        self.restored_from
     }
 
     /// Runs until `shutdown` is set, then takes a final checkpoint.
@@ -442,9 +417,9 @@ impl Worker {
                     let ts = input.timestamp;
                     self.chunk.push(input);
                     self.chunk_src.push(i);
-                    if let Some(a) = &self.assigner {
+                    if let Some(op) = &self.operator {
                         self.windows.clear();
-                        a.assign(ts, &mut self.windows);
+                        op.assigner().assign(ts, &mut self.windows);
                         for w in &self.windows {
                             self.chunk_fire = self.chunk_fire.min(w.max_timestamp());
                         }

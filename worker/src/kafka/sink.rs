@@ -16,7 +16,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -96,7 +95,6 @@ pub struct KafkaSink {
     marker_config: rdkafka::ClientConfig,
     marker_group: String,
     txn_flag: Option<PathBuf>,
-    produced: Arc<AtomicU64>,
     blocked_ns: AtomicU64,
 }
 
@@ -160,18 +158,12 @@ impl KafkaSink {
             marker_config,
             marker_group: identity.marker_group.clone(),
             txn_flag,
-            produced: Arc::new(AtomicU64::new(0)),
             blocked_ns: AtomicU64::new(0),
         })
     }
 
     pub fn exactly_once(&self) -> bool {
         self.guarantee == DeliveryGuarantee::ExactlyOnce
-    }
-
-    /// Records handed to the producer so far.
-    pub fn produced(&self) -> u64 {
-        self.produced.load(Ordering::Relaxed)
     }
 
     fn marker_partition(&self) -> Result<TopicPartitionList, SinkError> {
@@ -187,7 +179,7 @@ impl KafkaSink {
 
     /// The last epoch whose output this sink committed (exactly-once), from its marker.
     pub fn committed_epoch(&self) -> Result<Option<u64>, SinkError> {
-        self.committed_epoch_of(&self.marker_group.clone())
+        self.committed_epoch_of(&self.marker_group)
     }
 
     /// The last epoch committed by the sink whose marker group is `group` (another job's,
@@ -296,10 +288,7 @@ impl KafkaSink {
         }
         loop {
             match self.producer.send(record) {
-                Ok(()) => {
-                    self.produced.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     let t = std::time::Instant::now();

@@ -285,6 +285,11 @@ impl WindowOperator {
         })
     }
 
+    /// Which windows a timestamp belongs to.
+    pub fn assigner(&self) -> &Assigner {
+        &self.codec.assigner
+    }
+
     /// The current watermark (`i64::MIN` before the first advance).
     pub fn watermark(&self) -> i64 {
         self.watermark
