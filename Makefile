@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 
 CARGO ?= cargo
 
-.PHONY: all setup build run test fmt clippy bench
+.PHONY: all setup build run test fmt clippy bench profile
 
 all: build
 
@@ -25,6 +25,12 @@ run: setup build
 BENCH_EVENTS ?= 1000000
 bench: setup build
 	$(CARGO_TARGET_DIR)/release/rivulet-bench run --events $(BENCH_EVENTS)
+
+## profile: a perf CPU profile of one query in process (QUERY=q5-heap, EVENTS=300000)
+QUERY ?= q5-heap
+EVENTS ?= 300000
+profile: build
+	bench/scripts/profile.sh $(QUERY) $(EVENTS)
 
 ## test: formatting, lints, then every test (unit and end-to-end)
 test: setup

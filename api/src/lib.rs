@@ -2,12 +2,14 @@
 //!
 //! - [`spec`]: the `StreamJob` manifest and the pipeline spec, loaded from YAML.
 //! - [`validate`]: semantic validation that names every bad field by its path.
+//! - [`expr`]: the grammar and parser of projection expressions (`price * 0.908`).
 //! - [`duration`]: the human duration type used throughout the spec (`"10s"`).
 //! - [`keygroup`]: the key-group hash and the range of key groups each worker owns.
 //! - [`manifest`]: the snapshot (checkpoint/savepoint) manifest written to object storage.
 //! - [`status`]: the status document a worker serves at `/status`.
 
 pub mod duration;
+pub mod expr;
 pub mod keygroup;
 pub mod manifest;
 pub mod spec;

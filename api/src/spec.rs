@@ -250,14 +250,45 @@ impl CompareOp {
     }
 }
 
-/// One output field of the projection.
+/// One output field of the projection: `name` and exactly one of `field` or `expr`.
+///
+/// `expr` is arithmetic over the record's numeric fields, e.g. `price * 0.908`: numeric
+/// literals (`100`, `0.908`), field paths (`price`, `bid.price`, and the Kafka metadata
+/// `@timestamp`, `@partition`, `@offset`), binary `+ - * /` with the usual precedence and left
+/// associativity, unary minus and parentheses (the grammar is in the `expr` module). Integers
+/// stay integers except under `/`; a missing or non-numeric operand, or a division by zero,
+/// leaves the output field absent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Projection {
     /// Name of the field in the projected record.
     pub name: String,
-    /// Source field path.
-    pub field: String,
+    /// Source field path (copied as it is). Give this or `expr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Arithmetic expression over numeric fields, e.g. `price * 0.908`. Give this or `field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+}
+
+impl Projection {
+    /// `name` copied from the field path `field`.
+    pub fn field(name: impl Into<String>, field: impl Into<String>) -> Projection {
+        Projection {
+            name: name.into(),
+            field: Some(field.into()),
+            expr: None,
+        }
+    }
+
+    /// `name` computed by the arithmetic expression `expr`.
+    pub fn expr(name: impl Into<String>, expr: impl Into<String>) -> Projection {
+        Projection {
+            name: name.into(),
+            field: None,
+            expr: Some(expr.into()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -428,4 +459,39 @@ fn default_storage() -> String {
 
 fn default_retain() -> u32 {
     3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_schema_has_name_required_and_field_or_expr_optional() {
+        let schema = serde_json::to_value(schemars::schema_for!(Projection)).unwrap();
+        assert_eq!(schema["required"], serde_json::json!(["name"]));
+        for prop in ["name", "field", "expr"] {
+            assert!(
+                schema["properties"][prop]["description"].is_string(),
+                "{prop}: {schema}"
+            );
+        }
+    }
+
+    #[test]
+    fn projection_round_trips_with_field_or_expr() {
+        let items: Vec<Projection> =
+            serde_yaml::from_str("[{name: a, field: x.y}, {name: b, expr: \"price * 0.908\"}]")
+                .unwrap();
+        assert_eq!(
+            items,
+            [
+                Projection::field("a", "x.y"),
+                Projection::expr("b", "price * 0.908")
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&items).unwrap(),
+            serde_json::json!([{"name": "a", "field": "x.y"}, {"name": "b", "expr": "price * 0.908"}])
+        );
+    }
 }

@@ -740,12 +740,24 @@ impl Validator {
             if !proj.name.trim().is_empty() && !names.contains(&proj.name) {
                 names.push(proj.name.clone());
             }
-            if self.field_path(&format!("{path}.field"), &proj.field) {
-                self.readable(
-                    &format!("{path}.field"),
-                    &proj.field,
-                    decoded_scope.as_ref(),
-                );
+            match (&proj.field, &proj.expr) {
+                (Some(field), None) => {
+                    if self.field_path(&format!("{path}.field"), field) {
+                        self.readable(&format!("{path}.field"), field, decoded_scope.as_ref());
+                    }
+                }
+                (None, Some(expr)) => {
+                    self.projection_expr(&format!("{path}.expr"), expr, decoded_scope.as_ref())
+                }
+                (Some(_), Some(_)) => self.err(
+                    format!("{path}.expr"),
+                    "give either `field` (a field path) or `expr` (an expression), not both",
+                ),
+                (None, None) => self.err(
+                    format!("{path}.field"),
+                    "a projection needs a `field` (a field path) or an `expr` (an arithmetic \
+                     expression like \"price * 0.908\")",
+                ),
             }
         }
         let after = if p.project.is_empty() {
@@ -1005,6 +1017,24 @@ impl Validator {
             return false;
         }
         true
+    }
+
+    /// A projection's arithmetic expression must parse, and the fields it reads be readable.
+    fn projection_expr(&mut self, path: &str, expr: &str, scope: Option<&Scope>) {
+        if !self.non_blank(path, expr) {
+            return;
+        }
+        match crate::expr::parse(expr) {
+            Ok(parsed) => {
+                let mut seen = HashSet::new();
+                for field in parsed.fields() {
+                    if seen.insert(field) {
+                        self.readable(path, field, scope);
+                    }
+                }
+            }
+            Err(e) => self.err(path, format!("{expr:?}: {e}")),
+        }
     }
 
     /// A field read from a record whose top-level fields are known must start with one of them.
@@ -1999,10 +2029,7 @@ spec:
 
     #[test]
     fn projection() {
-        let proj = |name: &str, field: &str| Projection {
-            name: name.into(),
-            field: field.into(),
-        };
+        let proj = Projection::field;
         semantic(
             |m| pipeline(m).project.push(proj("", "page")),
             "spec.pipeline.project[4].name",
@@ -2050,6 +2077,101 @@ spec:
         pipeline(&mut m).project.push(proj("geo", "client.geo"));
         pipeline(&mut m).key.push("geo.country".into());
         assert_eq!(validate(&m), vec![]);
+    }
+
+    #[test]
+    fn projection_expressions() {
+        // A valid expression over CSV columns, and a key on its result.
+        let mut m = full();
+        pipeline(&mut m).project.push(Projection::expr(
+            "eur",
+            "-(amount + 1) * 0.908 / @partition",
+        ));
+        pipeline(&mut m).key.push("eur".into());
+        assert_eq!(validate(&m), vec![]);
+
+        semantic(
+            |m| {
+                pipeline(m)
+                    .project
+                    .push(Projection::expr("eur", "amount * )"))
+            },
+            "spec.pipeline.project[4].expr",
+            "\"amount * )\": unexpected `)` at column 10",
+        );
+        semantic(
+            |m| pipeline(m).project.push(Projection::expr("eur", "(amount")),
+            "spec.pipeline.project[4].expr",
+            "unclosed `(` at column 1",
+        );
+        semantic(
+            |m| {
+                pipeline(m)
+                    .project
+                    .push(Projection::expr("eur", "@key * 2"))
+            },
+            "spec.pipeline.project[4].expr",
+            "unknown metadata field `@key`",
+        );
+        semantic(
+            |m| pipeline(m).project.push(Projection::expr("eur", " ")),
+            "spec.pipeline.project[4].expr",
+            "must not be empty",
+        );
+        // Fields an expression reads must exist in a CSV record.
+        semantic(
+            |m| {
+                pipeline(m)
+                    .project
+                    .push(Projection::expr("eur", "price * 0.908"))
+            },
+            "spec.pipeline.project[4].expr",
+            "\"price\" is not a CSV column",
+        );
+        // Exactly one of `field` and `expr`.
+        semantic(
+            |m| {
+                let mut both = Projection::field("eur", "amount");
+                both.expr = Some("amount * 2".into());
+                pipeline(m).project.push(both);
+            },
+            "spec.pipeline.project[4].expr",
+            "not both",
+        );
+        semantic(
+            |m| {
+                pipeline(m).project.push(Projection {
+                    name: "eur".into(),
+                    field: None,
+                    expr: None,
+                })
+            },
+            "spec.pipeline.project[4].field",
+            "needs a `field`",
+        );
+
+        // Every bad item is reported, each at its own path, and from YAML too.
+        let yaml = FULL
+            .replacen(
+                "- {name: user, field: user}",
+                "- {name: user, field: user, expr: user}",
+                1,
+            )
+            .replacen(
+                "- {name: amount, field: amount}",
+                "- {name: amount, expr: \"amount * / 2\"}",
+                1,
+            )
+            .replacen("- {name: page, field: page}", "- {name: page}", 1);
+        let errors = load_errors(&yaml);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_has(&errors, "spec.pipeline.project[1].expr", "not both");
+        assert_has(
+            &errors,
+            "spec.pipeline.project[2].expr",
+            "\"amount * / 2\": unexpected `/` at column 10: expected a number, a field, `-` or `(`",
+        );
+        assert_has(&errors, "spec.pipeline.project[3].field", "needs a `field`");
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //! - [`nexmark`]: the event generator (persons, auctions, bids; deterministic by seed).
 //! - [`queries`]: the queries as `StreamJob` manifests (`bench/queries/*.yaml`) and the
 //!   variants measured (backend × guarantee).
+//! - [`inprocess`]: the worker's processing core fed generated events in memory (no Kafka).
 //! - [`runner`]: through Kafka: tansu on loopback, fill a topic, measure the raw-consume
-//!   ceiling, then time one `rivulet-worker` per variant.
+//!   ceiling, time one `rivulet-worker` per variant (repeated, medians reported), then the
+//!   live latency phase.
+//! - [`latency`]: live end-to-end latency through Kafka: events produced at a fixed rate in
+//!   wall-clock event time, and the worker's latency histogram read back from `/metrics`.
 //! - [`report`]: the markdown written to `bench/results/<UTC date>.md`.
 //!
 //! The binary, `rivulet-bench`, has `run` (the suite; `make bench`) and `fill` (write
 //! generated events to an existing Kafka topic).
 
+pub mod inprocess;
+pub mod latency;
 pub mod nexmark;
 pub mod queries;
 pub mod report;

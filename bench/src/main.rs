@@ -10,6 +10,10 @@ use rivulet_bench::nexmark::Config;
 use rivulet_bench::queries::{Variant, DEFAULT_VARIANTS};
 use rivulet_bench::{report, runner};
 
+/// mimalloc: per-record buffers are small and short-lived (see bench/results for the gain).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "rivulet-bench", about = "Nexmark benchmarks for Rivulet")]
 struct Cli {
@@ -17,18 +21,34 @@ struct Cli {
     command: Command,
 }
 
+/// The generated events: how many, over how many partitions, from which seed.
+#[derive(clap::Args)]
+struct Events {
+    /// Events generated.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl Events {
+    fn config(&self) -> Config {
+        Config {
+            seed: self.seed,
+            ..Config::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Start tansu, fill a topic, measure the raw-consume ceiling and every variant, and
-    /// write <out>/<UTC date>.md.
+    /// Start tansu, fill a topic, measure the raw-consume ceiling and every variant
+    /// (repeated), then each variant's live latency, and write <out>/<UTC date>.md.
     Run {
-        /// Events in the source topic.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        source: Events,
         #[arg(long, default_value_t = 1000)]
         checkpoint_ms: u64,
         /// Variants, QUERY-BACKEND-GUARANTEE (e.g. q5-rocksdb-eo); comma-separated.
@@ -37,12 +57,33 @@ enum Command {
         /// Seconds before one variant is given up.
         #[arg(long, default_value_t = 300)]
         run_timeout: u64,
-        /// Ceiling measurements (the best is used).
-        #[arg(long, default_value_t = 2)]
+        /// Ceiling measurements (the median is used).
+        #[arg(long, default_value_t = 3)]
         ceiling_runs: u32,
+        /// Throughput runs of each variant (the median is reported, with min-max and
+        /// every run).
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Live latency phase: events per second produced to each variant's fresh topic.
+        #[arg(long, default_value_t = 20_000)]
+        latency_rate: u64,
+        /// Live latency phase: seconds of producing per variant; 0 skips the phase.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+        /// Skip the in-process measurements.
+        #[arg(long)]
+        no_in_process: bool,
         /// Directory for the results file.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
+    },
+    /// Only the in-process measurements (no broker), printed; for profiling.
+    InProcess {
+        #[command(flatten)]
+        source: Events,
+        /// QUERY-BACKEND (e.g. q5-rocksdb); comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "q5-heap")]
+        queries: Vec<String>,
     },
     /// Write Nexmark events (JSON, one topic) to an existing Kafka topic, round-robin over
     /// its partitions.
@@ -61,13 +102,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run {
-            events,
-            partitions,
-            seed,
+            source,
             checkpoint_ms,
             variants,
             run_timeout,
             ceiling_runs,
+            repeat,
+            latency_rate,
+            latency_seconds,
+            no_in_process,
             out,
         } => {
             let variants = variants
@@ -75,13 +118,17 @@ fn main() -> anyhow::Result<()> {
                 .map(|v| Variant::parse(v))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let opts = runner::Options {
-                events,
-                partitions,
-                seed,
+                events: source.events,
+                partitions: source.partitions,
+                seed: source.seed,
                 checkpoint_ms,
                 variants,
                 run_timeout: Duration::from_secs(run_timeout),
                 ceiling_runs,
+                repeat,
+                in_process: !no_in_process,
+                latency_rate,
+                latency_seconds,
             };
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let outcome = runner::run(&opts, |line| eprintln!("{line}"))?;
@@ -92,6 +139,31 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
             println!("{text}");
             eprintln!("wrote {}", path.display());
+        }
+        Command::InProcess { source, queries } => {
+            let records = rivulet_bench::inprocess::generate(
+                &source.config(),
+                source.events,
+                "nexmark",
+                source.partitions,
+            );
+            for q in &queries {
+                // Any guarantee: in process there is no sink.
+                let v = Variant::parse(&format!("{q}-alo"))?;
+                let r = rivulet_bench::inprocess::run(
+                    rivulet_bench::queries::query(v.query)?,
+                    v.backend,
+                    &records,
+                    source.partitions,
+                    &std::env::temp_dir(),
+                )?;
+                println!(
+                    "{q}: {:.0} events/s, {:.0} events/s per core, {} out",
+                    r.rate(),
+                    r.rate_per_core(),
+                    r.records_out
+                );
+            }
         }
         Command::Fill {
             bootstrap_servers,

@@ -1,7 +1,10 @@
 //! The results file, `bench/results/<UTC date>.md`: the machine, the command, the fill and
-//! the ceiling, one row per variant, and every figure against its target.
+//! the ceiling (median of its runs), one row per variant (medians of its runs, with min–max
+//! and every run), the live latency through Kafka, and every figure against its target.
 //!
 //! Targets (from the Nexmark issue):
+//! - in process: q1 >= 2 M events/s per core; the q5-style window on the heap >= 1 M
+//!   events/s per core;
 //! - every query through Kafka: events/s >= 70% of the raw-consume ceiling;
 //! - q5 exactly-once (1 s checkpoints) >= 90% of q5 at-least-once (heap);
 //! - q5 on RocksDB >= 50% of q5 on the heap (exactly-once).
@@ -10,9 +13,16 @@ use std::fmt::Write;
 
 use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind};
 
+use crate::inprocess::{InProcessResult, BATCH};
+use crate::latency::LATENCY_METRIC;
 use crate::queries::{backend_name, guarantee_name};
-use crate::runner::{Options, Outcome, RunResult};
+use crate::runner::{
+    two_decimals, LatencyResult, Options, Outcome, RunResult, Summary, VariantRuns,
+    LIVE_DRAIN_TIMEOUT,
+};
 
+pub const Q1_IN_PROCESS_TARGET: f64 = 2_000_000.0;
+pub const Q5_IN_PROCESS_TARGET: f64 = 1_000_000.0;
 pub const KAFKA_TARGET: f64 = 0.70;
 pub const EO_TARGET: f64 = 0.90;
 pub const ROCKSDB_TARGET: f64 = 0.50;
@@ -42,24 +52,57 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-fn find<'a>(
-    o: &'a Outcome,
-    q: &str,
-    b: StateBackendKind,
-    g: DeliveryGuarantee,
-) -> Option<&'a RunResult> {
-    o.runs.iter().find(|r| {
-        r.variant.query == q
-            && r.variant.backend == b
-            && r.variant.guarantee == g
-            && r.error.is_none()
-            && !r.timed_out
-    })
+/// The median events/s of a variant, over its completed runs.
+fn median_rate(o: &Outcome, q: &str, b: StateBackendKind, g: DeliveryGuarantee) -> Option<f64> {
+    o.variants
+        .iter()
+        .find(|vr| vr.variant.query == q && vr.variant.backend == b && vr.variant.guarantee == g)
+        .and_then(VariantRuns::median_rate)
+}
+
+/// A table's header row (`columns` separated by ` | `) and alignment row; `align` has a
+/// letter per column, `l` (left) or
+/// `r` (right, for numbers).
+fn table_head(s: &mut String, columns: &str, align: &str) {
+    let _ = writeln!(s, "| {columns} |");
+    let marks: Vec<&str> = align
+        .chars()
+        .map(|c| if c == 'r' { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(s, "|{}|", marks.join("|"));
+}
+
+/// `median (min–max)`, rounded to whole numbers.
+fn with_range(x: Summary) -> String {
+    format!("{:.0} ({:.0}–{:.0})", x.median, x.min, x.max)
+}
+
+/// The median of `f` over a variant's completed runs, with `decimals` decimals, or `-`.
+fn median_of(vr: &VariantRuns, decimals: usize, f: impl Fn(&RunResult) -> Option<f64>) -> String {
+    Summary::of(vr.completed().filter_map(f))
+        .map_or_else(|| "-".into(), |x| format!("{:.*}", decimals, x.median))
+}
+
+/// Every run's events/s in run order, `timed out` or `failed` for the others.
+fn each_run(vr: &VariantRuns) -> String {
+    vr.runs
+        .iter()
+        .map(|r| {
+            if r.error.is_some() {
+                "failed".to_string()
+            } else if r.timed_out {
+                "timed out".to_string()
+            } else {
+                format!("{:.0}", r.rate())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Nexmark through Kafka, {date}\n");
+    let _ = writeln!(s, "# Nexmark benchmarks, {date}\n");
     let _ = writeln!(s, "- Machine: {}", machine());
     let _ = writeln!(s, "- Command: `{command}`");
     let _ = writeln!(
@@ -75,25 +118,37 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
     );
     let _ = writeln!(
         s,
-        "- Workers: one `rivulet-worker` per row (parallelism 1), checkpoints every {} ms to `file://` in a temp dir. Seconds run from spawning the worker until `/status` shows `recordsIn == events` (start-up included; the start-up column is spawn to `/readyz`; \"all handled\" is spawn until processed + filtered + late + malformed + keyless == events). Events/s = events / seconds. Events/s per core = events / worker CPU seconds (utime+stime from `/proc/<pid>/stat`, read when all were handled). Broker CPU s = tansu's utime+stime from spawning the worker until every record was handled. Records out = `recordsOut` once it settles (windows still open at the end of the data are not emitted; q12 uses processing time).",
-        opts.checkpoint_ms
+        "- Workers: one `rivulet-worker` per run (parallelism 1), checkpoints every {} ms to `file://` in a temp dir. Each variant ran {} time{}, round-robin over the variants (every variant once, then again), each run with a fresh temp dir, job name and sink topic (`<variant>-r<run>-out`). Seconds run from spawning the worker until `/status` shows `recordsIn == events` (start-up included; the start-up column is spawn to `/readyz`; \"all handled\" is spawn until processed + filtered + late + malformed + keyless == events). Events/s = events / seconds. Events/s per core = events / worker CPU seconds (utime+stime from `/proc/<pid>/stat`, read when all were handled). Broker CPU s = tansu's utime+stime from spawning the worker until every record was handled. Records out = `recordsOut` once it settles (windows still open at the end of the data are not emitted; q12 uses processing time).",
+        opts.checkpoint_ms,
+        opts.repeat.max(1),
+        if opts.repeat > 1 { "s" } else { "" }
     );
     let _ = writeln!(
         s,
-        "- Not run: q1 (price conversion needs a projection with arithmetic, which a pipeline spec cannot express yet); the in-process path (not built yet); latency, checkpoint duration and rescale figures.\n"
+        "- Not run here: {}checkpoint duration and rescale figures.\n",
+        if o.latency.is_empty() {
+            "end-to-end latency through Kafka, "
+        } else {
+            ""
+        }
     );
 
+    render_in_process(&mut s, &o.in_process);
+
+    let ceiling = o.ceiling();
     let _ = writeln!(s, "## Ceiling: raw rdkafka consumption\n");
     let _ = writeln!(
         s,
-        "A `BaseConsumer` (read_committed) assigned every partition from the beginning, counting records until all {} arrived, no decoding. Best run used.\n",
-        o.fill.events
+        "A `BaseConsumer` (read_committed) assigned every partition from the beginning, counting records until all {} arrived, no decoding. The median of the {} runs is used: {} records/s.\n",
+        o.fill.events,
+        o.ceilings.len(),
+        ceiling.map_or_else(|| "-".into(), |c| format!("{c:.0}"))
     );
-    let _ = writeln!(
-        s,
-        "| run | records | seconds | records/s | CPU s | records/s per core | broker CPU s |"
+    table_head(
+        &mut s,
+        "run | records | seconds | records/s | CPU s | records/s per core | broker CPU s",
+        "lrrrrrr",
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     for (i, c) in o.ceilings.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -107,109 +162,378 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
             c.broker_cpu_seconds
         );
     }
-    let ceiling = o.ceiling().map(|c| c.rate()).unwrap_or(0.0);
+    let ceiling = ceiling.unwrap_or(0.0);
 
     let _ = writeln!(s, "\n## Queries\n");
     let _ = writeln!(
         s,
-        "| query | backend | guarantee | events | seconds | all handled s | start-up s | events/s | CPU s | events/s per core | broker CPU s | records out | % of ceiling | target | |"
+        "Medians over the runs that read every event; events/s and events/s per core also give min–max, and \"runs\" every run's events/s in run order. % of ceiling is the median events/s over the median ceiling.\n"
     );
-    let _ = writeln!(
-        s,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    table_head(
+        &mut s,
+        "query | backend | guarantee | events | seconds | all handled s | start-up s | events/s (min–max) | runs, events/s | CPU s | events/s per core (min–max) | broker CPU s | records out | % of ceiling | target | ",
+        "lllrrrrrrrrrrrll",
     );
-    for r in &o.runs {
-        let v = r.variant;
-        if let Some(e) = &r.error {
+    for vr in &o.variants {
+        let v = vr.variant;
+        let (Some(rate), Some(per_core)) = (
+            vr.summary(RunResult::rate),
+            vr.summary(RunResult::rate_per_core),
+        ) else {
+            let why = vr
+                .runs
+                .iter()
+                .find_map(|r| r.error.as_deref())
+                .map_or("timed out", |e| e.lines().next().unwrap_or_default());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | failed: {} | | | | | | | | | | | |",
+                "| {} | {} | {} | failed: {} | | | | | {} | | | | | | | |",
                 v.query,
                 backend_name(v.backend),
                 guarantee_name(v.guarantee),
-                e.lines().next().unwrap_or_default()
+                why,
+                each_run(vr)
             );
             continue;
-        }
+        };
+        let completed = vr.completed().count();
         let pct = if ceiling > 0.0 {
-            r.rate() / ceiling
+            rate.median / ceiling
         } else {
             0.0
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {}{} | {:.2} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.0}% | >= {:.0}% of ceiling | {} |",
+            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | >= {:.0}% of ceiling | {} |",
             v.query,
             backend_name(v.backend),
             guarantee_name(v.guarantee),
-            r.records_in,
-            if r.timed_out { " (timed out)" } else { "" },
-            r.seconds,
-            r.handled_seconds
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            r.startup_seconds
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            r.rate(),
-            r.cpu_seconds,
-            r.rate_per_core(),
-            r.broker_cpu_seconds,
-            r.records_out,
+            median_of(vr, 0, |r| Some(r.records_in as f64)),
+            if completed < vr.runs.len() {
+                format!(" ({completed} of {} runs)", vr.runs.len())
+            } else {
+                String::new()
+            },
+            median_of(vr, 2, |r| Some(r.seconds)),
+            median_of(vr, 2, |r| r.handled_seconds),
+            median_of(vr, 2, |r| r.startup_seconds),
+            with_range(rate),
+            each_run(vr),
+            median_of(vr, 2, |r| Some(r.cpu_seconds)),
+            with_range(per_core),
+            median_of(vr, 2, |r| Some(r.broker_cpu_seconds)),
+            median_of(vr, 0, |r| Some(r.records_out as f64)),
             pct * 100.0,
             KAFKA_TARGET * 100.0,
-            met(!r.timed_out && pct >= KAFKA_TARGET)
+            met(pct >= KAFKA_TARGET)
         );
+    }
+    if o.variants.iter().any(|vr| vr.runs.len() > 1) {
+        render_every_run(&mut s, o);
     }
 
     let _ = writeln!(s, "\n## Ratios\n");
-    let _ = writeln!(s, "| comparison | ratio | target | |");
-    let _ = writeln!(s, "|---|---:|---|---|");
+    let _ = writeln!(s, "Of the median events/s.\n");
+    table_head(&mut s, "comparison | ratio | target | ", "lrll");
     use DeliveryGuarantee::*;
     use StateBackendKind::*;
-    match (
-        find(o, "q5", Heap, ExactlyOnce),
-        find(o, "q5", Heap, AtLeastOnce),
-    ) {
-        (Some(eo), Some(alo)) => {
-            let ratio = eo.rate() / alo.rate();
-            let _ = writeln!(
+    let ratios = [
+        (
+            "q5 heap: exactly-once (1 s checkpoints) / at-least-once",
+            (Heap, ExactlyOnce),
+            (Heap, AtLeastOnce),
+            EO_TARGET,
+        ),
+        (
+            "q5 exactly-once: RocksDB / heap",
+            (Rocksdb, ExactlyOnce),
+            (Heap, ExactlyOnce),
+            ROCKSDB_TARGET,
+        ),
+    ];
+    for (what, (b1, g1), (b2, g2), target) in ratios {
+        let ratio = median_rate(o, "q5", b1, g1)
+            .zip(median_rate(o, "q5", b2, g2))
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| a / b);
+        let _ = match ratio {
+            Some(r) => writeln!(
                 s,
-                "| q5 heap: exactly-once (1 s checkpoints) / at-least-once | {:.0}% | >= {:.0}% | {} |",
-                ratio * 100.0,
-                EO_TARGET * 100.0,
-                met(ratio >= EO_TARGET)
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                s,
-                "| q5 heap: exactly-once / at-least-once | not measured | >= {:.0}% | |",
-                EO_TARGET * 100.0
-            );
-        }
+                "| {what} | {:.0}% | >= {:.0}% | {} |",
+                r * 100.0,
+                target * 100.0,
+                met(r >= target)
+            ),
+            None => writeln!(s, "| {what} | not measured | >= {:.0}% | |", target * 100.0),
+        };
     }
-    match (
-        find(o, "q5", Rocksdb, ExactlyOnce),
-        find(o, "q5", Heap, ExactlyOnce),
-    ) {
-        (Some(rocks), Some(heap)) => {
-            let ratio = rocks.rate() / heap.rate();
-            let _ = writeln!(
-                s,
-                "| q5 exactly-once: RocksDB / heap | {:.0}% | >= {:.0}% | {} |",
-                ratio * 100.0,
-                ROCKSDB_TARGET * 100.0,
-                met(ratio >= ROCKSDB_TARGET)
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                s,
-                "| q5 exactly-once: RocksDB / heap | not measured | >= {:.0}% | |",
-                ROCKSDB_TARGET * 100.0
-            );
-        }
-    }
+
+    render_latency(&mut s, opts, &o.latency);
     s
+}
+
+/// Every throughput run, one row each.
+fn render_every_run(s: &mut String, o: &Outcome) {
+    let _ = writeln!(s, "\n### Every run\n");
+    table_head(
+        s,
+        "variant | run | events | seconds | all handled s | start-up s | events/s | CPU s | events/s per core | broker CPU s | records out | ",
+        "lrrrrrrrrrrl",
+    );
+    for vr in &o.variants {
+        for (i, r) in vr.runs.iter().enumerate() {
+            let note = match (&r.error, r.timed_out) {
+                (Some(e), _) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+                (None, true) => "timed out".into(),
+                (None, false) => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} |",
+                vr.variant.id(),
+                i + 1,
+                r.records_in,
+                r.seconds,
+                two_decimals(r.handled_seconds),
+                two_decimals(r.startup_seconds),
+                r.rate(),
+                r.cpu_seconds,
+                r.rate_per_core(),
+                r.broker_cpu_seconds,
+                r.records_out,
+                note
+            );
+        }
+    }
+}
+
+fn render_latency(s: &mut String, opts: &Options, rows: &[LatencyResult]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Latency through Kafka\n");
+    let _ = writeln!(
+        s,
+        "After the throughput runs, each variant got a fresh, empty source topic (`<variant>-live`, {} partitions) and a worker started on it (`startFrom: earliest`, ready before the first event). The bench then produced Nexmark events at a fixed rate for a fixed time, every {} ms sending the events due by then, with event times following the wall clock (event n at start + n / rate, minus up to 500 ms of out-of-orderness), so event-time windows close in real time; records carry the producer's CreateTime. Once the worker had read every event (at most {} s) and one checkpoint interval + 1 s had passed, p50 and p99 were read from the worker's `{}` histogram (buckets from 1 ms, doubling; linear interpolation within a bucket like Prometheus' `histogram_quantile`; a quantile in the +Inf bucket shows as the largest bound).\n",
+        opts.partitions,
+        crate::latency::PACE.as_millis(),
+        LIVE_DRAIN_TIMEOUT.as_secs(),
+        LATENCY_METRIC,
+    );
+    let _ = writeln!(
+        s,
+        "The worker observes, per output record, the time it was sent (at-least-once) or its transaction committed (exactly-once) minus the Kafka timestamp of the input record that triggered it (for an event-time window result, the record that moved the watermark past the window's end; for processing-time windows (q12), the time the window fired). Exactly-once output becomes visible only when the checkpoint after it completes and its transaction commits, so exactly-once latency is dominated by the checkpoint interval ({} ms here): an output waits up to one interval, plus the checkpoint and the commit, on top of processing; at-least-once shows the processing and sink path alone. Outputs observed = the histogram's count (windows still open when producing stopped are not emitted{}). Bucket bounds double, so a quantile is only as precise as its bucket (between 512 and 1024 ms around one second). The achieved produce rate is events over the time from the first send until every event was acknowledged.\n",
+        opts.checkpoint_ms,
+        if rows.iter().any(|r| r.variant.query == "q2") {
+            "; q2 selects five fixed auction ids, which get bids only in the first second or so of the stream"
+        } else {
+            ""
+        }
+    );
+    table_head(
+        s,
+        "variant | rate, events/s | seconds | events produced | outputs observed | p50 ms | p99 ms | achieved produce rate, events/s",
+        "lrrrrrrr",
+    );
+    for r in rows {
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | failed: {} | | | | |",
+                r.variant.id(),
+                r.rate,
+                r.seconds,
+                e.lines().next().unwrap_or_default()
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {}{} | {} | {} | {:.0} |",
+            r.variant.id(),
+            r.rate,
+            r.seconds,
+            r.produced,
+            r.outputs,
+            if r.records_in < r.produced {
+                format!(" (worker read only {} events)", r.records_in)
+            } else {
+                String::new()
+            },
+            two_decimals(r.p50_ms),
+            two_decimals(r.p99_ms),
+            r.produce_rate
+        );
+    }
+}
+
+fn render_in_process(s: &mut String, rows: &[InProcessResult]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## In process\n");
+    let _ = writeln!(
+        s,
+        "The worker's own processing core (`rivulet_worker::processor::Processor`) fed the same events from memory in batches of {BATCH}, on one thread: decode, filter, project, key, window and encode, no Kafka, no checkpoints. Generating the events is not timed. CPU s is this process's utime+stime over the run. Latency: from a batch entering the processor to its output coming out, over output records.\n"
+    );
+    table_head(
+        s,
+        "query | backend | events | seconds | events/s | CPU s | events/s per core | records out | p50 ms | p99 ms | target | ",
+        "llrrrrrrrrll",
+    );
+    for r in rows {
+        let target = match (r.query, r.backend) {
+            ("q1", _) => Some(Q1_IN_PROCESS_TARGET),
+            ("q5", StateBackendKind::Heap) => Some(Q5_IN_PROCESS_TARGET),
+            _ => None,
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {} | {} | {} | {} |",
+            r.query,
+            backend_name(r.backend),
+            r.events,
+            r.seconds,
+            r.rate(),
+            r.cpu_seconds,
+            r.rate_per_core(),
+            r.records_out,
+            two_decimals(r.p50_ms),
+            two_decimals(r.p99_ms),
+            target.map_or(String::new(), |t| format!(
+                ">= {:.0} M events/s per core",
+                t / 1e6
+            )),
+            target.map_or("", |t| met(r.rate_per_core() >= t)),
+        );
+    }
+    let _ = writeln!(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::Variant;
+    use crate::runner::{Ceiling, Fill};
+
+    fn run(v: Variant, seconds: f64, error: Option<&str>) -> RunResult {
+        RunResult {
+            variant: v,
+            records_in: 1000,
+            records_processed: 1000,
+            records_out: 10,
+            seconds,
+            handled_seconds: Some(seconds),
+            startup_seconds: Some(0.1),
+            cpu_seconds: seconds / 2.0,
+            broker_cpu_seconds: 0.1,
+            timed_out: false,
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn outcome(latency: Vec<LatencyResult>) -> (Options, Outcome) {
+        let eo = Variant::parse("q5-heap-eo").unwrap();
+        let alo = Variant::parse("q5-heap-alo").unwrap();
+        let opts = Options {
+            events: 1000,
+            partitions: 4,
+            seed: 0,
+            checkpoint_ms: 1000,
+            variants: vec![eo, alo],
+            run_timeout: std::time::Duration::from_secs(1),
+            ceiling_runs: 3,
+            repeat: 3,
+            in_process: false,
+            latency_rate: 20_000,
+            latency_seconds: 10,
+        };
+        let ceiling = |seconds| Ceiling {
+            records: 1000,
+            seconds,
+            cpu_seconds: 0.1,
+            broker_cpu_seconds: 0.1,
+        };
+        let o = Outcome {
+            in_process: Vec::new(),
+            fill: Fill {
+                events: 1000,
+                bytes: 170_000,
+                seconds: 0.1,
+            },
+            // 1000, 2000 and 4000 records/s: the median is 2000.
+            ceilings: vec![ceiling(1.0), ceiling(0.5), ceiling(0.25)],
+            variants: vec![
+                VariantRuns {
+                    variant: eo,
+                    // 1000, 2000 and 500 records/s: the median is 1000.
+                    runs: vec![run(eo, 1.0, None), run(eo, 0.5, None), run(eo, 2.0, None)],
+                },
+                VariantRuns {
+                    variant: alo,
+                    // One run failed: the median of 1000 and 2000 is 1500.
+                    runs: vec![
+                        run(alo, 1.0, None),
+                        run(alo, 0.0, Some("boom")),
+                        run(alo, 0.5, None),
+                    ],
+                },
+            ],
+            latency,
+        };
+        (opts, o)
+    }
+
+    #[test]
+    fn medians_with_ranges_and_every_run() {
+        let (opts, o) = outcome(Vec::new());
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(text.contains("The median of the 3 runs is used: 2000 records/s."));
+        assert!(
+            text.contains("| 1000 (500–2000) | 1000 / 2000 / 500 |"),
+            "{text}"
+        );
+        assert!(text.contains("| 1000 (2 of 3 runs) |"), "{text}");
+        assert!(
+            text.contains("| 1500 (1000–2000) | 1000 / failed / 2000 |"),
+            "{text}"
+        );
+        // 1000 / 2000 of the ceiling; exactly-once / at-least-once = 1000 / 1500.
+        assert!(
+            text.contains("| 50% | >= 70% of ceiling | NOT met |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/ at-least-once | 67% | >= 90% | NOT met |"),
+            "{text}"
+        );
+        assert!(text.contains("| q5-heap-alo | 2 | 1000 | 0.00 |"), "{text}");
+        assert!(text.contains("failed: boom"));
+        assert!(text.contains("Not run here: end-to-end latency through Kafka,"));
+        assert!(!text.contains("## Latency through Kafka"));
+    }
+
+    #[test]
+    fn latency_table_when_the_phase_ran() {
+        let (opts, o) = outcome(vec![LatencyResult {
+            variant: Variant::parse("q5-heap-eo").unwrap(),
+            rate: 20_000,
+            seconds: 10,
+            produced: 200_000,
+            produce_rate: 19_800.4,
+            records_in: 200_000,
+            outputs: 1234,
+            p50_ms: Some(612.345),
+            p99_ms: None,
+            error: None,
+        }]);
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(text.contains("- Not run here: checkpoint duration and rescale figures."));
+        assert!(text.contains("## Latency through Kafka"));
+        assert!(text.contains("dominated by the checkpoint interval"));
+        assert!(
+            text.contains("| q5-heap-eo | 20000 | 10 | 200000 | 1234 | 612.35 | - | 19800 |"),
+            "{text}"
+        );
+    }
 }

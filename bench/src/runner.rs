@@ -1,6 +1,13 @@
 //! The benchmark runner through Kafka: a tansu broker on loopback, a source topic filled
 //! with Nexmark events, the machine's ceiling (raw rdkafka consumption of that topic), then
-//! one `rivulet-worker` per variant, timed until it has read every event.
+//! one `rivulet-worker` per variant and run, timed until it has read every event; last, the
+//! live latency phase.
+//!
+//! **Repeats.** Throughput through Kafka is noisy when the broker, the worker and the bench
+//! share a small machine, so every variant is run [`Options::repeat`] times (round-robin:
+//! every variant once, then again), each in a fresh temp dir with its own job name and sink
+//! and dead-letter topics (`<variant id>-r<run>-out`); the report uses medians. The ceiling
+//! is measured [`Options::ceiling_runs`] times and its median used too.
 //!
 //! A variant's time runs from spawning the worker until its `/status` shows
 //! `recordsIn == events` (process start-up, restore and consumer group join included; the
@@ -8,6 +15,13 @@
 //! worker's `utime + stime` from `/proc/<pid>/stat` at that moment; "events/s per core"
 //! is events divided by CPU seconds, read once every record was handled (processed,
 //! filtered, late, malformed or keyless: the time for that is reported too).
+//!
+//! **Latency.** The throughput runs read a pre-filled backlog, so their latency means
+//! nothing. The live phase gives each variant a fresh, empty source topic (`<id>-live`),
+//! starts a worker on it, produces events at a fixed rate with event times following the
+//! wall clock ([`latency::produce_live`]), waits until the worker has read them all and one
+//! more checkpoint has committed, then reads p50 and p99 from the worker's
+//! `rivulet_end_to_end_latency_seconds` histogram.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,12 +30,15 @@ use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_api::spec::StreamJobManifest;
 use rivulet_tests::{
     free_port, http_request, KafkaProducer, ProcessBuilder, ProduceRecord, Tansu, WorkerProcess,
 };
 
+use crate::inprocess::{self, InProcessResult};
+use crate::latency::{self, Histogram, LATENCY_METRIC};
 use crate::nexmark::{Config, Generator};
-use crate::queries::Variant;
+use crate::queries::{self, Variant};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -33,8 +50,16 @@ pub struct Options {
     pub variants: Vec<Variant>,
     /// Give up on one variant after this long.
     pub run_timeout: Duration,
-    /// Ceiling measurements (the best is used).
+    /// Ceiling measurements (the median is used).
     pub ceiling_runs: u32,
+    /// Throughput runs of each variant (the median is reported).
+    pub repeat: u32,
+    /// Also measure each query × backend in process (no Kafka).
+    pub in_process: bool,
+    /// Live latency phase: events per second produced...
+    pub latency_rate: u64,
+    /// ...for this many seconds per variant; 0 skips the phase.
+    pub latency_seconds: u64,
 }
 
 /// Filling the source topic.
@@ -58,6 +83,15 @@ pub struct Ceiling {
 impl Ceiling {
     pub fn rate(&self) -> f64 {
         self.records as f64 / self.seconds
+    }
+}
+
+/// Events per CPU second (0 when no CPU time was measured).
+pub fn per_core(events: u64, cpu_seconds: f64) -> f64 {
+    if cpu_seconds > 0.0 {
+        events as f64 / cpu_seconds
+    } else {
+        0.0
     }
 }
 
@@ -87,32 +121,109 @@ impl RunResult {
     }
 
     pub fn rate_per_core(&self) -> f64 {
-        if self.cpu_seconds > 0.0 {
-            self.records_in as f64 / self.cpu_seconds
-        } else {
-            0.0
+        per_core(self.records_in, self.cpu_seconds)
+    }
+}
+
+/// Median, smallest and largest of some measurements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// `None` for no values; the median of an even count is the mean of the middle two.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Summary> {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        if v.is_empty() {
+            return None;
         }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len().is_multiple_of(2) {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        };
+        Some(Summary {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// Every throughput run of one variant.
+#[derive(Clone, Debug)]
+pub struct VariantRuns {
+    pub variant: Variant,
+    pub runs: Vec<RunResult>,
+}
+
+impl VariantRuns {
+    /// The runs that read every event without an error.
+    pub fn completed(&self) -> impl Iterator<Item = &RunResult> {
+        self.runs
+            .iter()
+            .filter(|r| r.error.is_none() && !r.timed_out)
+    }
+
+    /// `f` over the completed runs.
+    pub fn summary(&self, f: impl Fn(&RunResult) -> f64) -> Option<Summary> {
+        Summary::of(self.completed().map(f))
+    }
+
+    /// The median events/s over the completed runs.
+    pub fn median_rate(&self) -> Option<f64> {
+        self.summary(RunResult::rate).map(|s| s.median)
     }
 }
 
 /// Everything one run measured.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// In-process results, one per query × backend among the variants.
+    pub in_process: Vec<InProcessResult>,
     pub fill: Fill,
     pub ceilings: Vec<Ceiling>,
-    pub runs: Vec<RunResult>,
+    /// One entry per variant, in the order given.
+    pub variants: Vec<VariantRuns>,
+    /// The live latency phase, one per variant (empty when skipped).
+    pub latency: Vec<LatencyResult>,
 }
 
 impl Outcome {
-    /// The best ceiling measurement.
-    pub fn ceiling(&self) -> Option<&Ceiling> {
-        self.ceilings
-            .iter()
-            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
+    /// The median ceiling, records/s.
+    pub fn ceiling(&self) -> Option<f64> {
+        Summary::of(self.ceilings.iter().map(Ceiling::rate)).map(|s| s.median)
     }
 }
 
+/// One variant's live latency measurement.
+#[derive(Clone, Debug)]
+pub struct LatencyResult {
+    pub variant: Variant,
+    /// The target produce rate, events/s, and for how long.
+    pub rate: u64,
+    pub seconds: u64,
+    /// Events produced, and the achieved rate (until all were acknowledged).
+    pub produced: u64,
+    pub produce_rate: f64,
+    /// The worker's `recordsIn` when the histogram was read.
+    pub records_in: u64,
+    /// Output records observed by the histogram (its count).
+    pub outputs: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
 pub const SOURCE_TOPIC: &str = "nexmark";
+
+/// How long the live phase waits for the worker to read everything produced.
+pub const LIVE_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the whole suite. `progress` gets one line per step.
 pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Outcome> {
@@ -123,16 +234,21 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
             worker_bin.display()
         );
     }
+    let config = Config {
+        seed: opts.seed,
+        ..Config::default()
+    };
+    let in_process = if opts.in_process {
+        run_in_process(opts, &config, &mut progress)?
+    } else {
+        Vec::new()
+    };
+
     let mut tansu = Tansu::start()?;
     let broker_pid = tansu.process().pid();
     let bootstrap = tansu.bootstrap();
     progress(&format!("tansu on {bootstrap}"));
     tansu.create_topic(SOURCE_TOPIC, opts.partitions)?;
-
-    let config = Config {
-        seed: opts.seed,
-        ..Config::default()
-    };
     let fill = fill_topic(
         &bootstrap,
         SOURCE_TOPIC,
@@ -167,42 +283,138 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         ceilings.push(c);
     }
 
-    let mut runs = Vec::new();
-    for v in &opts.variants {
-        let r =
-            run_variant(&tansu, broker_pid, &worker_bin, opts, *v).unwrap_or_else(|e| RunResult {
+    let mut variants: Vec<VariantRuns> = opts
+        .variants
+        .iter()
+        .map(|v| VariantRuns {
+            variant: *v,
+            runs: Vec::new(),
+        })
+        .collect();
+    let repeat = opts.repeat.max(1);
+    for run in 1..=repeat {
+        for vr in &mut variants {
+            let v = vr.variant;
+            let r =
+                run_variant(&tansu, broker_pid, &worker_bin, opts, v, run).unwrap_or_else(|e| {
+                    RunResult {
+                        variant: v,
+                        records_in: 0,
+                        records_processed: 0,
+                        records_out: 0,
+                        seconds: 0.0,
+                        handled_seconds: None,
+                        startup_seconds: None,
+                        cpu_seconds: 0.0,
+                        broker_cpu_seconds: 0.0,
+                        timed_out: false,
+                        error: Some(format!("{e:#}")),
+                    }
+                });
+            progress(&format!(
+                "{} run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core{}{}",
+                v.id(),
+                r.records_in,
+                r.seconds,
+                r.rate(),
+                r.rate_per_core(),
+                if r.timed_out { " (TIMED OUT)" } else { "" },
+                r.error
+                    .as_deref()
+                    .map(|e| format!(" ERROR {e}"))
+                    .unwrap_or_default()
+            ));
+            vr.runs.push(r);
+        }
+    }
+
+    let mut latency = Vec::new();
+    if opts.latency_seconds > 0 {
+        for v in &opts.variants {
+            let r = run_live(&tansu, &worker_bin, opts, *v).unwrap_or_else(|e| LatencyResult {
                 variant: *v,
+                rate: opts.latency_rate,
+                seconds: opts.latency_seconds,
+                produced: 0,
+                produce_rate: 0.0,
                 records_in: 0,
-                records_processed: 0,
-                records_out: 0,
-                seconds: 0.0,
-                handled_seconds: None,
-                startup_seconds: None,
-                cpu_seconds: 0.0,
-                broker_cpu_seconds: 0.0,
-                timed_out: false,
+                outputs: 0,
+                p50_ms: None,
+                p99_ms: None,
                 error: Some(format!("{e:#}")),
             });
-        progress(&format!(
-            "{}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core{}{}",
-            v.id(),
-            r.records_in,
-            r.seconds,
-            r.rate(),
-            r.rate_per_core(),
-            if r.timed_out { " (TIMED OUT)" } else { "" },
-            r.error
-                .as_deref()
-                .map(|e| format!(" ERROR {e}"))
-                .unwrap_or_default()
-        ));
-        runs.push(r);
+            progress(&format!(
+                "{} live: {} events at {:.0}/s, {} read, {} outputs, p50 {} ms, p99 {} ms{}",
+                v.id(),
+                r.produced,
+                r.produce_rate,
+                r.records_in,
+                r.outputs,
+                two_decimals(r.p50_ms),
+                two_decimals(r.p99_ms),
+                r.error
+                    .as_deref()
+                    .map(|e| format!(" ERROR {e}"))
+                    .unwrap_or_default()
+            ));
+            latency.push(r);
+        }
     }
     Ok(Outcome {
+        in_process,
         fill,
         ceilings,
-        runs,
+        variants,
+        latency,
     })
+}
+
+/// A figure with two decimals, or `-`.
+pub fn two_decimals(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+}
+
+/// Each query × backend among the variants, in process, over the same events.
+fn run_in_process(
+    opts: &Options,
+    config: &Config,
+    progress: &mut impl FnMut(&str),
+) -> anyhow::Result<Vec<InProcessResult>> {
+    let mut todo = Vec::new();
+    for v in &opts.variants {
+        if !todo.contains(&(v.query, v.backend)) {
+            todo.push((v.query, v.backend));
+        }
+    }
+    let start = Instant::now();
+    let records = inprocess::generate(config, opts.events, SOURCE_TOPIC, opts.partitions);
+    progress(&format!(
+        "in process: generated {} events in {:.1} s (not timed)",
+        records.len(),
+        start.elapsed().as_secs_f64()
+    ));
+    let scratch = std::env::temp_dir();
+    let mut results = Vec::new();
+    for (query, backend) in todo {
+        let r = inprocess::run(
+            queries::query(query)?,
+            backend,
+            &records,
+            opts.partitions,
+            &scratch,
+        )?;
+        progress(&format!(
+            "in process {query} {}: {:.0} events/s, {:.0} events/s per core, {} out, p50 {} ms, p99 {} ms",
+            queries::backend_name(backend),
+            r.rate(),
+            r.rate_per_core(),
+            r.records_out,
+            two_decimals(r.p50_ms),
+            two_decimals(r.p99_ms),
+        ));
+        results.push(r);
+    }
+    Ok(results)
 }
 
 /// `rivulet-worker` next to this binary, else where the harness looks
@@ -309,38 +521,94 @@ pub fn raw_consume(
     })
 }
 
+/// One worker's job, set up in a fresh temp dir (job file, snapshots, data dir) with its
+/// own sink and dead-letter topics created; [`Job::spawn`] starts a `rivulet-worker` on it.
+struct Job {
+    dir: tempfile::TempDir,
+    label: String,
+    http: String,
+}
+
+impl Job {
+    /// Variant `v` reading `source_topic`. `name` (e.g. `q5-heap-eo-r2`) names the job
+    /// (`nexmark-<name>`) and its sink and dead-letter topics (`<name>-out`, `<name>-dlq`),
+    /// so no two jobs share output, transactional ids or consumer groups.
+    fn create(
+        tansu: &Tansu,
+        opts: &Options,
+        v: Variant,
+        source_topic: &str,
+        name: &str,
+    ) -> anyhow::Result<Job> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rivulet-bench-{name}-"))
+            .tempdir()?;
+        let storage = format!("file://{}", dir.path().join("snapshots").display());
+        let manifest = renamed(
+            v.manifest(source_topic, opts.checkpoint_ms, &storage)?,
+            name,
+        )?;
+        tansu.create_topic(&manifest.spec.pipeline.sink.topic, opts.partitions)?;
+        if let Some(dlq) = &manifest.spec.pipeline.dead_letter.topic {
+            tansu.create_topic(dlq, 1)?;
+        }
+        std::fs::write(
+            dir.path().join("job.yaml"),
+            serde_yaml::to_string(&manifest)?,
+        )?;
+        Ok(Job {
+            dir,
+            label: name.to_string(),
+            http: format!("127.0.0.1:{}", free_port()),
+        })
+    }
+
+    fn spawn(&self, tansu: &Tansu, worker_bin: &Path) -> anyhow::Result<WorkerProcess> {
+        ProcessBuilder::new(worker_bin)
+            .label(&self.label)
+            .arg("--job")
+            .arg(self.dir.path().join("job.yaml"))
+            .args([
+                "--bootstrap-servers",
+                &tansu.bootstrap(),
+                "--http",
+                &self.http,
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .env("RIVULET_LOG", "warn")
+            .spawn()
+    }
+}
+
+/// `m` with its job named `nexmark-<name>` and its sink and dead-letter topics
+/// `<name>-out` and `<name>-dlq`.
+fn renamed(mut m: StreamJobManifest, name: &str) -> anyhow::Result<StreamJobManifest> {
+    m.metadata.name = format!("nexmark-{name}");
+    m.spec.pipeline.sink.topic = format!("{name}-out");
+    m.spec.pipeline.dead_letter.topic = Some(format!("{name}-dlq"));
+    let errors = rivulet_api::validate::validate(&m);
+    if !errors.is_empty() {
+        bail!("{name}: invalid manifest: {errors:?}");
+    }
+    Ok(m)
+}
+
+/// Run `run` (from 1) of variant `v` over the filled source topic.
 fn run_variant(
     tansu: &Tansu,
     broker_pid: u32,
     worker_bin: &Path,
     opts: &Options,
     v: Variant,
+    run: u32,
 ) -> anyhow::Result<RunResult> {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("rivulet-bench-{}-", v.id()))
-        .tempdir()?;
-    let storage = format!("file://{}", dir.path().join("snapshots").display());
-    let manifest = v.manifest(SOURCE_TOPIC, opts.checkpoint_ms, &storage)?;
-    tansu.create_topic(&manifest.spec.pipeline.sink.topic, opts.partitions)?;
-    if let Some(dlq) = &manifest.spec.pipeline.dead_letter.topic {
-        tansu.create_topic(dlq, 1)?;
-    }
-    let job = dir.path().join("job.yaml");
-    std::fs::write(&job, serde_yaml::to_string(&manifest)?)?;
-    let data_dir = dir.path().join("data");
-    let http = format!("127.0.0.1:{}", free_port());
+    let job = Job::create(tansu, opts, v, SOURCE_TOPIC, &format!("{}-r{run}", v.id()))?;
+    let http = job.http.as_str();
 
     let broker0 = cpu_seconds(broker_pid)?;
     let start = Instant::now();
-    let mut worker = ProcessBuilder::new(worker_bin)
-        .label(v.id())
-        .arg("--job")
-        .arg(&job)
-        .args(["--bootstrap-servers", &tansu.bootstrap(), "--http", &http])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("RIVULET_LOG", "warn")
-        .spawn()?;
+    let mut worker = job.spawn(tansu, worker_bin)?;
     let pid = worker.pid();
     let deadline = start + opts.run_timeout;
     let mut startup = None;
@@ -356,10 +624,10 @@ fn run_variant(
                 worker.log_tail(30)
             );
         }
-        if startup.is_none() && get(&http, "/readyz").is_some() {
+        if startup.is_none() && get(http, "/readyz").is_some() {
             startup = Some(start.elapsed().as_secs_f64());
         }
-        if let Some(s) = status(&http) {
+        if let Some(s) = status(http) {
             last = s;
             if seconds.is_none() && last.records_in >= opts.events {
                 seconds = Some(start.elapsed().as_secs_f64());
@@ -386,7 +654,7 @@ fn run_variant(
         && changed.elapsed() < Duration::from_millis(1500)
     {
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(s) = status(&http) {
+        if let Some(s) = status(http) {
             if s.records_out != last.records_out || s.records_processed != last.records_processed {
                 changed = Instant::now();
             }
@@ -407,6 +675,81 @@ fn run_variant(
         timed_out,
         error: None,
     })
+}
+
+/// The live latency phase of variant `v`: a fresh source topic `<id>-live`, a worker on
+/// it (ready before the first event), events produced at `opts.latency_rate` for
+/// `opts.latency_seconds`; once the worker has read them all (or [`LIVE_DRAIN_TIMEOUT`]
+/// passed) and one more checkpoint interval + 1 s has passed, so exactly-once output is
+/// committed, p50 and p99 of the worker's latency histogram.
+fn run_live(
+    tansu: &Tansu,
+    worker_bin: &Path,
+    opts: &Options,
+    v: Variant,
+) -> anyhow::Result<LatencyResult> {
+    let name = format!("{}-live", v.id());
+    tansu.create_topic(&name, opts.partitions)?;
+    let job = Job::create(tansu, opts, v, &name, &name)?;
+    let http = job.http.as_str();
+    let mut worker = job.spawn(tansu, worker_bin)?;
+    if !wait_alive(&mut worker, Duration::from_secs(60), || {
+        get(http, "/readyz").is_some()
+    })? {
+        bail!("not ready within 60 s");
+    }
+    let produced = latency::produce_live(
+        &tansu.bootstrap(),
+        &name,
+        opts.partitions,
+        opts.seed,
+        opts.latency_rate,
+        opts.latency_seconds,
+    )?;
+    wait_alive(&mut worker, LIVE_DRAIN_TIMEOUT, || {
+        status(http).is_some_and(|s| s.records_in >= produced.events)
+    })?;
+    std::thread::sleep(Duration::from_millis(opts.checkpoint_ms + 1000));
+    let records_in = status(http).context("GET /status")?.records_in;
+    let metrics = get(http, "/metrics").context("GET /metrics")?;
+    let histogram = Histogram::parse(&metrics, LATENCY_METRIC)
+        .with_context(|| format!("no {LATENCY_METRIC} histogram in /metrics"))?;
+    stop(&mut worker);
+    let in_ms = |q| histogram.quantile(q).map(|s| s * 1000.0);
+    Ok(LatencyResult {
+        variant: v,
+        rate: opts.latency_rate,
+        seconds: opts.latency_seconds,
+        produced: produced.events,
+        produce_rate: produced.rate(),
+        records_in,
+        outputs: histogram.count(),
+        p50_ms: in_ms(0.50),
+        p99_ms: in_ms(0.99),
+        error: None,
+    })
+}
+
+/// Calls `done` every 50 ms until it returns true (`Ok(true)`) or `timeout` passes
+/// (`Ok(false)`); fails if the worker exits meanwhile.
+fn wait_alive(
+    worker: &mut WorkerProcess,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = worker.try_exit_status() {
+            bail!("worker exited ({status})\n{}", worker.log_tail(30));
+        }
+        if done() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn stop(worker: &mut WorkerProcess) {
@@ -465,6 +808,32 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_is_the_median_and_range() {
+        assert_eq!(Summary::of([]), None);
+        let odd = Summary::of([3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+        let even = Summary::of([4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((even.median, even.min, even.max), (3.0, 1.0, 10.0));
+    }
+
+    #[test]
+    fn renamed_jobs_do_not_share_topics_or_names() {
+        let v = Variant::parse("q5-heap-eo").unwrap();
+        let m = renamed(
+            v.manifest("src", 1000, "file:///tmp/x").unwrap(),
+            "q5-heap-eo-r2",
+        )
+        .unwrap();
+        assert_eq!(m.metadata.name, "nexmark-q5-heap-eo-r2");
+        assert_eq!(m.spec.pipeline.sink.topic, "q5-heap-eo-r2-out");
+        assert_eq!(
+            m.spec.pipeline.dead_letter.topic.as_deref(),
+            Some("q5-heap-eo-r2-dlq")
+        );
+        assert_eq!(m.spec.pipeline.source.topics, ["src"]);
+    }
 
     #[test]
     fn reads_own_cpu_time() {

@@ -11,10 +11,17 @@
 //!
 //! A value that does not decode is a [`DecodeError`] with a human reason; the pipeline sends
 //! the record to the dead-letter topic as malformed. Decoding never panics on any input.
+//!
+//! **Field selection.** A pipeline that reads only some top-level fields (a filter, a
+//! projection, a key, …) tells the decoder which ([`Decoder::select`]); JSON objects are then
+//! parsed in full (so a malformed value is still rejected) but only the selected fields are
+//! built into the record, the rest are skipped without allocating.
 
+use std::fmt;
 use std::sync::Arc;
 
 use rivulet_api::spec::FormatSpec;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::pipeline::SpecError;
@@ -37,6 +44,8 @@ impl DecodeError {
 #[derive(Clone, Debug)]
 pub struct Decoder {
     kind: Kind,
+    /// Top-level JSON fields to keep, without duplicates; `None` keeps every field.
+    selected: Option<Arc<[String]>>,
 }
 
 #[derive(Clone, Debug)]
@@ -88,13 +97,30 @@ impl Decoder {
                 }
             }
         };
-        Ok(Decoder { kind })
+        Ok(Decoder {
+            kind,
+            selected: None,
+        })
+    }
+
+    /// Keeps only these top-level fields of JSON records (`None`: all of them). CSV and raw
+    /// records are small and always decoded in full.
+    pub fn select(mut self, fields: Option<Vec<String>>) -> Decoder {
+        self.selected = fields.map(|mut f| {
+            f.sort_unstable();
+            f.dedup();
+            Arc::from(f)
+        });
+        self
     }
 
     /// Decodes one record value.
     pub fn decode(&self, payload: &[u8], meta: RecordMeta) -> Result<Record, DecodeError> {
         let value = match &self.kind {
-            Kind::Json => decode_json(payload)?,
+            Kind::Json => match &self.selected {
+                None => decode_json(payload)?,
+                Some(names) => decode_json_selected(payload, names)?,
+            },
             Kind::Csv { columns, reader } => decode_csv(reader, columns, payload)?,
             Kind::Raw => decode_raw(payload)?,
         };
@@ -111,6 +137,81 @@ fn decode_json(payload: &[u8]) -> Result<Value, DecodeError> {
             "expected a JSON object, got {}",
             json_type_name(&other)
         ))),
+    }
+}
+
+/// Decodes a JSON object keeping only `names` (sorted). On any error the value is decoded
+/// again in full, so the reason is the same as without a selection.
+fn decode_json_selected(payload: &[u8], names: &[String]) -> Result<Value, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let parsed = Selected(names)
+        .deserialize(&mut de)
+        .and_then(|map| de.end().map(|()| map));
+    match parsed {
+        Ok(map) => Ok(Value::Object(map)),
+        Err(_) => decode_json(payload),
+    }
+}
+
+/// Deserializes a JSON object into a map of the selected fields only.
+struct Selected<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for Selected<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Selected<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(index) = access.next_key_seed(SelectedKey(self.0))? {
+            match index {
+                Some(i) => {
+                    let value: Value = access.next_value()?;
+                    map.insert(self.0[i].clone(), value);
+                }
+                None => {
+                    access.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// A key of the object: its index in the selection, or `None` to skip its value.
+struct SelectedKey<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for SelectedKey<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SelectedKey<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        // A handful of names: comparing lengths first beats hashing or a binary search.
+        Ok(self
+            .0
+            .iter()
+            .position(|n| n.len() == key.len() && n.as_bytes() == key.as_bytes()))
     }
 }
 
@@ -216,6 +317,40 @@ mod tests {
         assert_eq!(r.get(&FieldPath::parse("amount")), Some(json!(2.5)));
         assert_eq!(r.get(&FieldPath::parse("user.missing")), None);
         assert_eq!(r.meta, meta());
+    }
+
+    #[test]
+    fn a_selection_keeps_only_its_fields_and_still_rejects_bad_json() {
+        let all = Decoder::new(&FormatSpec::Json).unwrap();
+        let some = Decoder::new(&FormatSpec::Json).unwrap().select(Some(vec![
+            "user".into(),
+            "b\"q".into(),
+            "user".into(),
+        ]));
+        let payload = br#"{"user":{"id":7},"skip":[1,{"x":"\u00e9"}],"b\"q":1,"user":{"id":8}}"#;
+        let r = some.decode(payload, meta()).unwrap();
+        assert_eq!(r.value, json!({"user": {"id": 8}, "b\"q": 1}));
+        assert_eq!(
+            all.decode(payload, meta())
+                .unwrap()
+                .get(&FieldPath::parse("user.id")),
+            Some(json!(8))
+        );
+        for bad in [
+            &b"[1,2]"[..],
+            b"{\"user\":1",
+            b"{\"skip\":tru}",
+            b"{\"user\":1} x",
+            b"\"text\"",
+            b"",
+        ] {
+            assert_eq!(some.decode(bad, meta()), all.decode(bad, meta()), "{bad:?}");
+            assert!(some.decode(bad, meta()).is_err(), "{bad:?}");
+        }
+        let none = Decoder::new(&FormatSpec::Json)
+            .unwrap()
+            .select(Some(vec![]));
+        assert_eq!(none.decode(payload, meta()).unwrap().value, json!({}));
     }
 
     #[test]

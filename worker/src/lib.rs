@@ -4,6 +4,7 @@
 //! project) → [`time`] (event time, watermarks) → [`window`] (keyed windows over
 //! [`state`]) → [`kafka::sink`] (exactly-once or at-least-once) and the dead-letter topic.
 //! [`checkpoint`] snapshots state, offsets and pending output to object storage;
+//! [`processor`] is the I/O-free core from a batch of records to encoded output;
 //! [`runtime`] drives the loop; [`http`] serves status and [`metrics`].
 
 pub mod checkpoint;
@@ -13,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod processor;
 pub mod record;
 pub mod runtime;
 pub mod state;

@@ -11,7 +11,7 @@ use std::fmt;
 
 use rivulet_api::keygroup;
 use rivulet_api::spec::{AggregateFn, PipelineSpec, TimeSpec};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::format::{json_type_name, Decoder};
 use crate::record::{as_number, scalar_text, FieldPath, Record, RecordMeta};
@@ -171,6 +171,9 @@ pub struct Pipeline {
     timestamps: TimestampExtractor,
     windowed: bool,
     key: Vec<(String, FieldPath)>,
+    /// `"name":` of each key field, JSON-escaped, and the order the key's JSON lists them in.
+    key_json_names: Vec<String>,
+    key_json_order: Vec<usize>,
     aggregates: Vec<AggPlan>,
     max_out_of_orderness_ms: i64,
     idle_timeout_ms: Option<i64>,
@@ -223,12 +226,12 @@ impl Pipeline {
             ),
             TimeSpec::Processing => (0, None),
         };
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             max_record_bytes: spec.limits.max_record_bytes,
             max_parallelism,
             decoder: Decoder::new(&spec.format)?,
             filter: Filter::new(&spec.filter)?,
-            projector: Projector::new(&spec.project),
+            projector: Projector::new(&spec.project)?,
             timestamps: TimestampExtractor::new(&spec.time),
             windowed: spec.window.is_some(),
             key: spec
@@ -236,10 +239,54 @@ impl Pipeline {
                 .iter()
                 .map(|k| (k.clone(), FieldPath::parse(k)))
                 .collect(),
+            key_json_names: spec
+                .key
+                .iter()
+                .map(|k| format!("{}:", Value::String(k.clone())))
+                .collect(),
+            key_json_order: {
+                let mut order: Vec<usize> = (0..spec.key.len()).collect();
+                order.sort_by(|a, b| spec.key[*a].cmp(&spec.key[*b]));
+                order.dedup_by(|a, b| spec.key[*a] == spec.key[*b]);
+                order
+            },
             aggregates,
             max_out_of_orderness_ms,
             idle_timeout_ms,
-        })
+        };
+        let selected = pipeline.fields_read();
+        pipeline.decoder = pipeline.decoder.select(selected);
+        Ok(pipeline)
+    }
+
+    /// The top-level fields of the decoded value that any stage reads; `None` when the whole
+    /// value is needed (a stateless pipeline without a projection emits it as it is).
+    fn fields_read(&self) -> Option<Vec<String>> {
+        let mut paths: Vec<&FieldPath> = self.filter.fields_read();
+        if self.projector.is_identity() {
+            if !self.windowed {
+                return None;
+            }
+            // Without a projection, key, time and aggregates read the decoded value itself.
+            paths.extend(self.key.iter().map(|(_, p)| p));
+            paths.extend(self.timestamps.field_read());
+            paths.extend(self.aggregates.iter().filter_map(|a| match a {
+                AggPlan::Nothing => None,
+                AggPlan::Number { path, .. } | AggPlan::Value { path, .. } => Some(path),
+            }));
+        } else {
+            // Later stages read the projected record, built from these.
+            paths.extend(self.projector.fields_read());
+        }
+        Some(
+            paths
+                .into_iter()
+                .filter_map(|p| match p {
+                    FieldPath::Value(parts) => parts.first().cloned(),
+                    _ => None,
+                })
+                .collect(),
+        )
     }
 
     /// Whether the pipeline has a window (keyed, stateful) or emits each kept record.
@@ -345,10 +392,13 @@ impl Pipeline {
         })
     }
 
-    /// Canonical key bytes and the key as a compact JSON object.
+    /// Canonical key bytes and the key as a compact JSON object, fields in name order (the
+    /// order a JSON map would print them in).
     fn key_of(&self, record: &Record) -> Result<(Vec<u8>, String), Reject> {
         let mut bytes = Vec::new();
-        let mut json = Map::with_capacity(self.key.len());
+        let mut json = String::with_capacity(16 * self.key.len() + 2);
+        json.push('{');
+        let mut values = Vec::with_capacity(self.key.len());
         for (name, path) in &self.key {
             let value = record
                 .get(path)
@@ -360,9 +410,18 @@ impl Pipeline {
                 ))
             })?;
             keygroup::push_key_part(&mut bytes, text.as_bytes());
-            json.insert(name.clone(), value);
+            values.push(value);
         }
-        Ok((bytes, Value::Object(json).to_string()))
+        for (i, &k) in self.key_json_order.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&self.key_json_names[k]);
+            // A scalar always prints as JSON.
+            json.push_str(&values[k].to_string());
+        }
+        json.push('}');
+        Ok((bytes, json))
     }
 }
 
@@ -480,6 +539,33 @@ limits: { maxRecordBytes: 200 }
     }
 
     #[test]
+    fn the_decoder_keeps_only_fields_some_stage_reads() {
+        let mut s = spec();
+        let mut read = Pipeline::new(&s, 128).unwrap().fields_read().unwrap();
+        read.sort();
+        assert_eq!(read, ["amount", "item", "region", "status", "ts", "user"]);
+        // Unread fields cost nothing and change nothing.
+        let p = Pipeline::new(&s, 128).unwrap();
+        let Prepared::Keyed { input, .. } = prep(
+            &p,
+            json!({"user": {"id": "a"}, "region": 1, "amount": 2, "item": 3, "ts": NOW,
+                   "noise": {"deep": [1, 2, {"x": "y"}]}}),
+        ) else {
+            panic!("expected keyed");
+        };
+        assert_eq!(input.inputs[1], AggInput::Number(Number::Int(2)));
+
+        s.project = serde_yaml::from_str("[{name: who, field: user.id}]").unwrap();
+        s.key = vec!["who".into()];
+        let read = Pipeline::new(&s, 128).unwrap().fields_read().unwrap();
+        assert_eq!(read, ["status", "user"]);
+
+        s.window = None;
+        s.project.clear();
+        assert_eq!(Pipeline::new(&s, 128).unwrap().fields_read(), None);
+    }
+
+    #[test]
     fn single_key_field_is_canonical() {
         let mut s = spec();
         s.key = vec!["user".into()];
@@ -503,10 +589,7 @@ limits: { maxRecordBytes: 200 }
 
         let mut s = spec();
         s.window = None;
-        s.project = vec![Projection {
-            name: "who".into(),
-            field: "user.id".into(),
-        }];
+        s.project = vec![Projection::field("who", "user.id")];
         let p = Pipeline::new(&s, 128).unwrap();
         // No timestamp, key or aggregate fields needed without a window.
         match prep(&p, json!({"user": {"id": "bob"}, "status": "ok"})) {
@@ -523,26 +606,11 @@ limits: { maxRecordBytes: 200 }
     fn projection_happens_before_key_and_time() {
         let mut s = spec();
         s.project = vec![
-            Projection {
-                name: "user.id".into(),
-                field: "u".into(),
-            },
-            Projection {
-                name: "region".into(),
-                field: "r".into(),
-            },
-            Projection {
-                name: "ts".into(),
-                field: "@timestamp".into(),
-            },
-            Projection {
-                name: "amount".into(),
-                field: "a".into(),
-            },
-            Projection {
-                name: "item".into(),
-                field: "i".into(),
-            },
+            Projection::field("user.id", "u"),
+            Projection::field("region", "r"),
+            Projection::field("ts", "@timestamp"),
+            Projection::field("amount", "a"),
+            Projection::field("item", "i"),
         ];
         let p = Pipeline::new(&s, 16).unwrap();
         let out = prep(&p, json!({"u": "z", "r": true, "a": 1, "i": "q"}));
@@ -770,5 +838,42 @@ limits: { maxRecordBytes: 200 }
         assert_eq!(input.inputs[1], AggInput::Number(Number::Int(7)));
         let r = reject(p.prepare(Some(b"u1,7"), meta(), NOW));
         assert_eq!(r, Reject::Malformed("expected 3 CSV columns, got 2".into()));
+    }
+
+    #[test]
+    fn expression_projection_converts_the_price() {
+        let s: PipelineSpec = serde_yaml::from_str(
+            r#"
+source: { topics: [nexmark] }
+time: { type: processing }
+filter:
+  - { field: type, op: eq, value: bid }
+project:
+  - { name: auction, field: auction }
+  - { name: price, expr: "price * 0.908" }
+  - { name: cents, expr: "(price - 1) * 100 / @partition" }
+sink: { topic: out }
+"#,
+        )
+        .unwrap();
+        let p = Pipeline::new(&s, 128).unwrap();
+        // The decoder keeps the fields expressions read (and only what some stage reads).
+        let bid = json!({"type": "bid", "auction": 7, "bidder": 3, "price": 1000,
+                         "channel": "web", "dateTime": NOW});
+        match prep(&p, bid) {
+            Prepared::Stateless(r) => {
+                assert_eq!(
+                    r.value,
+                    json!({"auction": 7, "price": 908.0, "cents": 24975.0})
+                );
+            }
+            other => panic!("expected stateless, got {other:?}"),
+        }
+        // A non-numeric price leaves the field absent; the record is still emitted.
+        match prep(&p, json!({"type": "bid", "auction": 8, "price": "n/a"})) {
+            Prepared::Stateless(r) => assert_eq!(r.value, json!({"auction": 8})),
+            other => panic!("expected stateless, got {other:?}"),
+        }
+        assert_eq!(prep(&p, json!({"type": "person"})), Prepared::Filtered);
     }
 }

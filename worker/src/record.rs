@@ -20,6 +20,14 @@ pub struct RecordMeta {
     pub key: Option<Vec<u8>>,
 }
 
+/// One record as a source delivers it: the value's bytes (`None` for a tombstone) and where
+/// it came from.
+#[derive(Clone, Debug)]
+pub struct SourceRecord {
+    pub payload: Option<Vec<u8>>,
+    pub meta: RecordMeta,
+}
+
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {

@@ -27,16 +27,16 @@ use crate::checkpoint::{
     self, CheckpointError, EncodedOutput, JobStore, Restored, SnapshotContent, SnapshotWriter,
 };
 use crate::kafka::sink::{KafkaSink, SinkError, SinkIdentity};
-use crate::kafka::source::{KafkaSource, SourceError, SourceRecord};
+use crate::kafka::source::{KafkaSource, SourceError};
 use crate::metrics::{CheckpointInfo, Metrics, PartitionLabels, PartitionStatus, SharedStatus};
-use crate::output::{self, Destination, OutRecord};
-use crate::pipeline::{Pipeline, Prepared, Reject, RejectCounter};
+use crate::output::{Destination, OutRecord};
+use crate::pipeline::Pipeline;
+use crate::processor::Processor;
+use crate::record::SourceRecord;
 use crate::state::heap::HeapBackend;
 use crate::state::rocks::RocksBackend;
 use crate::state::{StateBackend, StateError};
-use crate::time::WatermarkTracker;
-use crate::window::assign::Window;
-use crate::window::{KeyedInput, WindowError, WindowOperator, WindowResult};
+use crate::window::{WindowError, WindowOperator};
 
 const MAX_BATCH: usize = 4096;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -137,27 +137,14 @@ pub struct Worker {
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     status: Arc<SharedStatus>,
-    pipeline: Pipeline,
-    operator: Option<WindowOperator>,
-    tracker: Option<WatermarkTracker>,
+    processor: Processor,
     source: KafkaSource,
     sink: KafkaSink,
     writer: SnapshotWriter,
-    agg_names: Vec<String>,
     epoch: Epoch,
     next_id: u64,
     last_checkpoint: Option<CheckpointInfo>,
     backend_name: &'static str,
-    // Scratch buffers reused across batches.
-    chunk: Vec<KeyedInput>,
-    chunk_src: Vec<usize>,
-    /// The earliest watermark at which a window of a buffered record could fire.
-    chunk_fire: i64,
-    windows: Vec<Window>,
-    results: Vec<WindowResult>,
-    late: Vec<usize>,
-    out: Vec<OutRecord>,
-    out_triggers: Vec<i64>,
 }
 
 impl Worker {
@@ -330,30 +317,20 @@ impl Worker {
             s.restored_from = restored_from;
         });
         status.set_ready(true);
+        let processor = Processor::new(pipeline, operator, tracker, agg_names, metrics.clone());
         Ok(Worker {
             opts,
             rt,
             metrics,
             status,
-            pipeline,
-            operator,
-            tracker,
+            processor,
             source,
             sink,
             writer,
-            agg_names,
             epoch: Epoch::default(),
             next_id,
             last_checkpoint: None,
             backend_name,
-            chunk: Vec::new(),
-            chunk_src: Vec::new(),
-            chunk_fire: i64::MAX,
-            windows: Vec::new(),
-            results: Vec::new(),
-            late: Vec::new(),
-            out: Vec::new(),
-            out_triggers: Vec::new(),
         })
     }
 
@@ -404,159 +381,26 @@ impl Worker {
         Ok(())
     }
 
-    /// Processes one polled batch.
+    /// Processes one polled batch and sends or buffers its output.
     fn process(&mut self, batch: &[SourceRecord]) -> Result<(), RuntimeError> {
-        let now = now_ms();
         self.metrics.records_in.inc_by(batch.len() as u64);
-        for (i, rec) in batch.iter().enumerate() {
-            match self
-                .pipeline
-                .prepare(rec.payload.as_deref(), rec.meta.clone(), now)
-            {
-                Prepared::Keyed { input, .. } => {
-                    let ts = input.timestamp;
-                    self.chunk.push(input);
-                    self.chunk_src.push(i);
-                    if let Some(op) = &self.operator {
-                        self.windows.clear();
-                        op.assigner().assign(ts, &mut self.windows);
-                        for w in &self.windows {
-                            self.chunk_fire = self.chunk_fire.min(w.max_timestamp());
-                        }
-                    }
-                    if let Some(t) = self.tracker.as_mut() {
-                        t.observe(&rec.meta.topic, rec.meta.partition, ts, now);
-                        let wm = t.current(now);
-                        // Cut the batch where the watermark could fire a window, so results
-                        // do not depend on how records were grouped into polls.
-                        let next = self
-                            .operator
-                            .as_ref()
-                            .and_then(|o| o.next_fire_time())
-                            .unwrap_or(i64::MAX)
-                            .min(self.chunk_fire);
-                        let fire = wm.filter(|wm| *wm >= next);
-                        if let Some(wm) = fire {
-                            self.flush_chunk(batch)?;
-                            let trigger = rec.meta.timestamp_ms.unwrap_or(now);
-                            self.advance(wm, trigger)?;
-                        }
-                    }
-                }
-                Prepared::Stateless(r) => {
-                    self.metrics.records_processed.inc();
-                    self.out.push(output::stateless(&r));
-                    self.out_triggers.push(rec.meta.timestamp_ms.unwrap_or(now));
-                }
-                Prepared::Filtered => {
-                    self.metrics.records_filtered.inc();
-                }
-                Prepared::Rejected(reason) => {
-                    self.reject(rec, &reason);
-                }
-            }
-        }
-        self.flush_chunk(batch)?;
-        let wm = match self.tracker.as_mut() {
-            Some(t) => t.current(now),
-            None => Some(now - 1),
-        };
-        if let Some(wm) = wm {
-            self.advance(wm, now)?;
-        }
+        self.processor.process(batch, now_ms())?;
         self.emit()
-    }
-
-    fn reject(&mut self, rec: &SourceRecord, reason: &Reject) {
-        match reason.counter() {
-            RejectCounter::Malformed => self.metrics.records_malformed.inc(),
-            RejectCounter::Keyless => self.metrics.records_keyless.inc(),
-            RejectCounter::Late => self.metrics.records_late.inc(),
-        };
-        self.metrics
-            .dead_letter
-            .get_or_create(&crate::metrics::ReasonLabels {
-                reason: reason.kind().to_string(),
-            })
-            .inc();
-        self.out.push(output::dead_letter(
-            rec.payload.as_deref(),
-            &rec.meta,
-            reason,
-        ));
-        self.out_triggers
-            .push(rec.meta.timestamp_ms.unwrap_or_else(now_ms));
-    }
-
-    /// Hands the buffered keyed records to the window operator.
-    fn flush_chunk(&mut self, batch: &[SourceRecord]) -> Result<(), RuntimeError> {
-        if self.chunk.is_empty() {
-            return Ok(());
-        }
-        let Some(op) = self.operator.as_mut() else {
-            self.chunk.clear();
-            self.chunk_src.clear();
-            self.chunk_fire = i64::MAX;
-            return Ok(());
-        };
-        self.late.clear();
-        self.results.clear();
-        op.process(&self.chunk, &mut self.results, &mut self.late)?;
-        let watermark = op.watermark();
-        self.metrics
-            .records_processed
-            .inc_by((self.chunk.len() - self.late.len()) as u64);
-        let late = std::mem::take(&mut self.late);
-        for &li in &late {
-            let input = &self.chunk[li];
-            let reason = Reject::Late {
-                timestamp: input.timestamp,
-                watermark,
-            };
-            let src = &batch[self.chunk_src[li]];
-            self.reject(src, &reason);
-        }
-        self.late = late;
-        let now = now_ms();
-        for r in self.results.drain(..) {
-            self.out.push(output::window_result(&r, &self.agg_names));
-            self.out_triggers.push(now);
-        }
-        self.chunk.clear();
-        self.chunk_src.clear();
-        self.chunk_fire = i64::MAX;
-        Ok(())
-    }
-
-    fn advance(&mut self, watermark: i64, trigger_ms: i64) -> Result<(), RuntimeError> {
-        let Some(op) = self.operator.as_mut() else {
-            return Ok(());
-        };
-        self.results.clear();
-        op.advance_watermark(watermark, &mut self.results)?;
-        for r in self.results.drain(..) {
-            self.out.push(output::window_result(&r, &self.agg_names));
-            self.out_triggers.push(trigger_ms);
-        }
-        self.metrics.watermark_ms.set(op.watermark());
-        self.metrics
-            .watermark_delay_ms
-            .set(now_ms().saturating_sub(op.watermark()).max(0));
-        Ok(())
     }
 
     /// Sends (at-least-once) or buffers (exactly-once) what the batch produced.
     fn emit(&mut self) -> Result<(), RuntimeError> {
-        if self.out.is_empty() {
+        if self.processor.output().0.is_empty() {
             return Ok(());
         }
         if self.sink.exactly_once() {
-            self.epoch.records.append(&mut self.out);
-            self.epoch.triggers.append(&mut self.out_triggers);
+            self.processor
+                .take_output(&mut self.epoch.records, &mut self.epoch.triggers);
         } else {
-            self.sink.send_now(&self.out)?;
+            let (records, triggers) = self.processor.output();
+            self.sink.send_now(records)?;
             let now = now_ms();
-            for (r, t) in self.out.iter().zip(&self.out_triggers) {
+            for (r, t) in records.iter().zip(triggers) {
                 if r.destination == Destination::Sink {
                     self.metrics.records_out.inc();
                     self.metrics
@@ -564,8 +408,7 @@ impl Worker {
                         .observe((now - t).max(0) as f64 / 1000.0);
                 }
             }
-            self.out.clear();
-            self.out_triggers.clear();
+            self.processor.clear_output();
         }
         Ok(())
     }
@@ -581,7 +424,7 @@ impl Worker {
         }
         let snap_dir = self.opts.data_dir.join("snapshot");
         fresh_dir(&snap_dir)?;
-        let state_files = match self.operator.as_mut() {
+        let state_files = match self.processor.operator_mut() {
             Some(op) => {
                 self.metrics.state_entries.set(op.state_mut().len() as i64);
                 op.state_mut().snapshot(&snap_dir)?
@@ -601,11 +444,7 @@ impl Worker {
             pipeline_fingerprint: pipeline_fingerprint(&self.opts.manifest),
             state_files,
             source_offsets: self.source.offsets(),
-            watermark_ms: self
-                .operator
-                .as_ref()
-                .map(|o| o.watermark())
-                .filter(|w| *w > i64::MIN),
+            watermark_ms: self.processor.watermark(),
             pending_output: if self.sink.exactly_once() {
                 Some(EncodedOutput::encode(
                     self.opts.index,
@@ -708,11 +547,7 @@ impl Worker {
             });
         }
         let m = &self.metrics;
-        let watermark = self
-            .operator
-            .as_ref()
-            .map(|o| o.watermark())
-            .filter(|w| *w > i64::MIN);
+        let watermark = self.processor.watermark();
         let last = self.last_checkpoint.clone();
         self.status.update(|s| {
             s.phase = phase.to_string();

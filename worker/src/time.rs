@@ -68,6 +68,14 @@ impl TimestampExtractor {
         TimestampExtractor { kind }
     }
 
+    /// The field event time is read from (`None` for processing time).
+    pub fn field_read(&self) -> Option<&FieldPath> {
+        match &self.kind {
+            ExtractorKind::Event { path, .. } => Some(path),
+            ExtractorKind::Processing => None,
+        }
+    }
+
     /// Whether timestamps come from the records (event time) rather than the wall clock.
     pub fn is_event_time(&self) -> bool {
         matches!(self.kind, ExtractorKind::Event { .. })

@@ -14,12 +14,26 @@
 //! - `exists`: the field is present and not `null`.
 //!
 //! **Projection** — builds a new record whose value is an object with one field per
-//! projection, `name -> value of field`, keeping the record's Kafka metadata. A missing source
-//! field leaves its output field absent. A dotted name (`user.id`) creates nested objects, so
-//! later stages can address it by the same path. An empty projection passes records through.
+//! projection, `name -> value of field` (or of `expr`), keeping the record's Kafka metadata. A
+//! missing source field leaves its output field absent. A dotted name (`user.id`) creates
+//! nested objects, so later stages can address it by the same path. An empty projection
+//! passes records through.
+//!
+//! **Expressions** (`expr: "price * 0.908"`, parsed by [`rivulet_api::expr`] once, when the
+//! projector is built) evaluate to a number:
+//!
+//! - Operands are JSON numbers and numeric strings (CSV fields), as the filter reads them.
+//! - Integer arithmetic stays integer (`i64`; `+ - *` and unary minus are checked, and an
+//!   overflow gives the float result instead); `/` always gives a float; any float operand
+//!   makes the result a float.
+//! - Like a missing `field`, the output field is left absent — the record is still emitted,
+//!   not dead-lettered — when an operand is missing or `null`, when it is not numeric
+//!   (`"abc"`, `true`, an object), on a division by zero, and when a float result is not
+//!   finite.
 
 use std::cmp::Ordering;
 
+use rivulet_api::expr::{self, BinOp, Expr};
 use rivulet_api::spec::{CompareOp, Condition, Projection};
 use serde_json::{Map, Value};
 
@@ -104,6 +118,11 @@ impl Filter {
             .map(|(i, c)| compile(i, c))
             .collect::<Result<_, _>>()?;
         Ok(Filter { conditions })
+    }
+
+    /// Every field path the filter reads.
+    pub fn fields_read(&self) -> Vec<&FieldPath> {
+        self.conditions.iter().map(|c| &c.path).collect()
     }
 
     /// Whether the filter has no conditions (keeps everything).
@@ -225,22 +244,46 @@ pub(crate) fn preview(v: &Value) -> String {
 /// The spec's projection.
 #[derive(Clone, Debug, Default)]
 pub struct Projector {
-    fields: Vec<(Vec<String>, FieldPath)>,
+    fields: Vec<(Vec<String>, Source)>,
+}
+
+/// Where one projected field comes from.
+#[derive(Clone, Debug)]
+enum Source {
+    /// A field path, copied as it is.
+    Field(FieldPath),
+    /// An arithmetic expression.
+    Expr(Arith),
 }
 
 impl Projector {
-    pub fn new(projections: &[Projection]) -> Projector {
-        Projector {
-            fields: projections
-                .iter()
-                .map(|p| {
-                    (
-                        p.name.split('.').map(str::to_string).collect(),
-                        FieldPath::parse(&p.field),
-                    )
-                })
-                .collect(),
+    /// Compiles the projection. An item with both or neither of `field` and `expr`, or whose
+    /// expression does not parse, is an error naming it (the validator rejects these too).
+    pub fn new(projections: &[Projection]) -> Result<Projector, SpecError> {
+        let fields = projections
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Ok((
+                    p.name.split('.').map(str::to_string).collect(),
+                    source(i, p)?,
+                ))
+            })
+            .collect::<Result<_, SpecError>>()?;
+        Ok(Projector { fields })
+    }
+
+    /// Every field path the projection reads (the decoder keeps only what is read),
+    /// including those inside expressions.
+    pub fn fields_read(&self) -> Vec<&FieldPath> {
+        let mut paths = Vec::with_capacity(self.fields.len());
+        for (_, source) in &self.fields {
+            match source {
+                Source::Field(path) => paths.push(path),
+                Source::Expr(e) => e.paths(&mut paths),
+            }
         }
+        paths
     }
 
     /// Whether this projection passes records through unchanged.
@@ -254,8 +297,12 @@ impl Projector {
             return record;
         }
         let mut out = Map::with_capacity(self.fields.len());
-        for (name, path) in &self.fields {
-            if let Some(v) = record.get(path) {
+        for (name, source) in &self.fields {
+            let value = match source {
+                Source::Field(path) => record.get(path),
+                Source::Expr(e) => e.eval(&record).map(|n| n.to_json()),
+            };
+            if let Some(v) = value {
                 insert_path(&mut out, name, v);
             }
         }
@@ -263,6 +310,120 @@ impl Projector {
             value: Value::Object(out),
             meta: record.meta,
         }
+    }
+}
+
+/// Compiles projection item `i`.
+fn source(i: usize, p: &Projection) -> Result<Source, SpecError> {
+    let path = format!("spec.pipeline.project[{i}]");
+    match (&p.field, &p.expr) {
+        (Some(field), None) => Ok(Source::Field(FieldPath::parse(field))),
+        (None, Some(text)) => expr::parse(text)
+            .map(|e| Source::Expr(Arith::compile(&e)))
+            .map_err(|e| SpecError::new(format!("{path}.expr"), format!("{text:?}: {e}"))),
+        (Some(_), Some(_)) => Err(SpecError::new(
+            format!("{path}.expr"),
+            "give either `field` or `expr`, not both",
+        )),
+        (None, None) => Err(SpecError::new(
+            format!("{path}.field"),
+            "a projection needs a `field` or an `expr`",
+        )),
+    }
+}
+
+/// A compiled expression: field paths pre-parsed, evaluated without allocating.
+#[derive(Clone, Debug)]
+enum Arith {
+    Const(Number),
+    Field(FieldPath),
+    Neg(Box<Arith>),
+    Binary(BinOp, Box<Arith>, Box<Arith>),
+}
+
+impl Arith {
+    fn compile(e: &Expr) -> Arith {
+        match e {
+            Expr::Int(i) => Arith::Const(Number::Int(*i)),
+            Expr::Float(x) => Arith::Const(Number::Float(*x)),
+            Expr::Field(path) => Arith::Field(FieldPath::parse(path)),
+            Expr::Neg(e) => Arith::Neg(Box::new(Arith::compile(e))),
+            Expr::Binary(op, lhs, rhs) => Arith::Binary(
+                *op,
+                Box::new(Arith::compile(lhs)),
+                Box::new(Arith::compile(rhs)),
+            ),
+        }
+    }
+
+    fn paths<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
+        match self {
+            Arith::Const(_) => {}
+            Arith::Field(path) => out.push(path),
+            Arith::Neg(e) => e.paths(out),
+            Arith::Binary(_, lhs, rhs) => {
+                lhs.paths(out);
+                rhs.paths(out);
+            }
+        }
+    }
+
+    /// The value on `record`; `None` leaves the projected field absent (see the module doc).
+    fn eval(&self, record: &Record) -> Option<Number> {
+        let n = match self {
+            Arith::Const(n) => *n,
+            Arith::Field(path) => number_at(record, path)?,
+            Arith::Neg(e) => match e.eval(record)? {
+                Number::Int(i) => i
+                    .checked_neg()
+                    .map_or(Number::Float(-(i as f64)), Number::Int),
+                Number::Float(x) => Number::Float(-x),
+            },
+            Arith::Binary(op, lhs, rhs) => arith(*op, lhs.eval(record)?, rhs.eval(record)?)?,
+        };
+        match n {
+            Number::Float(x) if !x.is_finite() => None,
+            n => Some(n),
+        }
+    }
+}
+
+/// `a op b`: integer when both are integers and `op` is not `/` (a float on overflow), float
+/// otherwise; `None` on a division by zero.
+fn arith(op: BinOp, a: Number, b: Number) -> Option<Number> {
+    if let (Number::Int(x), Number::Int(y), false) = (a, b, op == BinOp::Div) {
+        let exact = match op {
+            BinOp::Add => x.checked_add(y),
+            BinOp::Sub => x.checked_sub(y),
+            BinOp::Mul => x.checked_mul(y),
+            BinOp::Div => None,
+        };
+        if let Some(i) = exact {
+            return Some(Number::Int(i));
+        }
+    }
+    let (x, y) = (a.as_f64(), b.as_f64());
+    Some(Number::Float(match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div if y == 0.0 => return None,
+        BinOp::Div => x / y,
+    }))
+}
+
+/// The number at `path` (JSON number or numeric string), read in place.
+fn number_at(record: &Record, path: &FieldPath) -> Option<Number> {
+    match path {
+        FieldPath::Value(parts) => {
+            let mut cur = &record.value;
+            for p in parts {
+                cur = cur.as_object()?.get(p)?;
+            }
+            as_number(cur)
+        }
+        // Metadata: small integers (the parser admits no other metadata fields).
+        meta => as_number(&record.get(meta)?),
     }
 }
 
@@ -452,23 +613,12 @@ mod tests {
     #[test]
     fn projection_builds_a_new_object_and_keeps_meta() {
         let p = Projector::new(&[
-            Projection {
-                name: "user".into(),
-                field: "user.id".into(),
-            },
-            Projection {
-                name: "amt".into(),
-                field: "amount".into(),
-            },
-            Projection {
-                name: "gone".into(),
-                field: "nope".into(),
-            },
-            Projection {
-                name: "src.partition".into(),
-                field: "@partition".into(),
-            },
-        ]);
+            Projection::field("user", "user.id"),
+            Projection::field("amt", "amount"),
+            Projection::field("gone", "nope"),
+            Projection::field("src.partition", "@partition"),
+        ])
+        .unwrap();
         let r = rec(json!({"user": {"id": "u1", "x": 1}, "amount": 3, "noise": [1]}));
         let meta = r.meta.clone();
         let out = p.project(r);
@@ -482,10 +632,156 @@ mod tests {
 
     #[test]
     fn empty_projection_is_identity() {
-        let p = Projector::new(&[]);
+        let p = Projector::new(&[]).unwrap();
         assert!(p.is_identity());
         let r = rec(json!({"a": 1, "b": {"c": 2}}));
         assert_eq!(p.project(r.clone()), r);
+    }
+
+    /// The value `expr` projects from `record` (`None`: the field is absent).
+    #[track_caller]
+    fn eval(expr: &str, record: Value) -> Option<Value> {
+        let p = Projector::new(&[Projection::expr("out", expr)]).unwrap();
+        let out = p.project(rec(record));
+        let Value::Object(mut map) = out.value else {
+            panic!("not an object: {:?}", out.value);
+        };
+        map.remove("out")
+    }
+
+    #[test]
+    fn expressions_keep_integers_integral() {
+        let r = json!({"a": 7, "b": 2, "s": "5", "big": i64::MAX, "min": i64::MIN});
+        assert_eq!(eval("a + b * 3", r.clone()), Some(json!(13)));
+        assert_eq!(eval("(a + b) * 3", r.clone()), Some(json!(27)));
+        assert_eq!(eval("a - b - 1", r.clone()), Some(json!(4)));
+        assert_eq!(eval("-a * b", r.clone()), Some(json!(-14)));
+        assert_eq!(eval("a - -b", r.clone()), Some(json!(9)));
+        // Numeric strings (CSV fields) are numbers.
+        assert_eq!(eval("s * 2", r.clone()), Some(json!(10)));
+        assert_eq!(eval("42", r.clone()), Some(json!(42)));
+        // `/` always gives a float.
+        assert_eq!(eval("a / b", r.clone()), Some(json!(3.5)));
+        assert_eq!(eval("a / 7", r.clone()).map(|v| v.is_f64()), Some(true));
+        // Overflow falls back to a float.
+        assert_eq!(
+            eval("big + 1", r.clone()),
+            Some(json!(i64::MAX as f64 + 1.0))
+        );
+        assert_eq!(
+            eval("big * 2", r.clone()),
+            Some(json!(i64::MAX as f64 * 2.0))
+        );
+        assert_eq!(eval("-min", r.clone()), Some(json!(-(i64::MIN as f64))));
+        assert_eq!(eval("min - 1", r), Some(json!(i64::MIN as f64 - 1.0)));
+    }
+
+    #[test]
+    fn expressions_with_a_float_are_float() {
+        let r = json!({"price": 1000, "f": 2.5, "s": "0.5"});
+        assert_eq!(eval("price * 0.908", r.clone()), Some(json!(908.0)));
+        assert_eq!(eval("f + 1", r.clone()), Some(json!(3.5)));
+        assert_eq!(eval("s * 4", r.clone()), Some(json!(2.0)));
+        assert_eq!(eval("-f", r.clone()), Some(json!(-2.5)));
+        assert_eq!(eval("1.0 + 1", r), Some(json!(2.0)));
+    }
+
+    #[test]
+    fn bad_operands_leave_the_field_absent() {
+        let r = json!({"n": 4, "nil": null, "s": "abc", "b": true, "o": {"x": 1}, "z": 0});
+        for expr in [
+            "missing * 2",
+            "n + missing",
+            "nil + 1",
+            "s * 2",
+            "b + 1",
+            "o * 2",
+            "-s",
+            "n / 0",
+            "n / z",
+            "n / 0.0",
+            "n / (z * 1.5)",
+            "1 + n / z",
+        ] {
+            assert_eq!(eval(expr, r.clone()), None, "{expr}");
+        }
+        // Not finite: absent too, rather than `null`.
+        let huge = json!({"x": 1e308});
+        assert_eq!(eval("x * 10", huge), None);
+        // The record is still emitted, with the other fields.
+        let p = Projector::new(&[
+            Projection::field("n", "n"),
+            Projection::expr("half", "n / z"),
+        ])
+        .unwrap();
+        assert_eq!(p.project(rec(r)).value, json!({"n": 4}));
+    }
+
+    #[test]
+    fn expressions_read_nested_paths_and_metadata() {
+        let r = json!({"bid": {"price": 200, "extra": {"fee": "1.5"}}});
+        assert_eq!(eval("bid.price * 0.5", r.clone()), Some(json!(100.0)));
+        assert_eq!(
+            eval("bid.price + bid.extra.fee", r.clone()),
+            Some(json!(201.5))
+        );
+        assert_eq!(eval("bid.nope + 1", r.clone()), None);
+        assert_eq!(eval("bid.price.x + 1", r.clone()), None);
+        // rec(): partition 3, offset 7, timestamp 5000.
+        assert_eq!(eval("@timestamp / 1000", r.clone()), Some(json!(5.0)));
+        assert_eq!(
+            eval("@partition * 10 + @offset", r.clone()),
+            Some(json!(37))
+        );
+        let mut no_ts = rec(r);
+        no_ts.meta.timestamp_ms = None;
+        let p = Projector::new(&[Projection::expr("t", "@timestamp + 1")]).unwrap();
+        assert_eq!(p.project(no_ts).value, json!({}));
+    }
+
+    #[test]
+    fn fields_read_includes_expression_fields() {
+        let p = Projector::new(&[
+            Projection::field("a", "a"),
+            Projection::expr("b", "(bid.price + 1) * @offset / c"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.fields_read(),
+            [
+                &FieldPath::parse("a"),
+                &FieldPath::parse("bid.price"),
+                &FieldPath::Offset,
+                &FieldPath::parse("c"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_items_are_errors_or_absent() {
+        let both = Projection {
+            name: "x".into(),
+            field: Some("a".into()),
+            expr: Some("a".into()),
+        };
+        let neither = Projection {
+            name: "x".into(),
+            field: None,
+            expr: None,
+        };
+        let bad = Projection::expr("x", "a * )");
+        let ok = Projection::field("a", "a");
+        let e = Projector::new(&[ok.clone(), both.clone()]).unwrap_err();
+        assert_eq!(e.field, "spec.pipeline.project[1].expr");
+        let e = Projector::new(&[ok.clone(), neither.clone()]).unwrap_err();
+        assert_eq!(e.field, "spec.pipeline.project[1].field");
+        let e = Projector::new(&[ok.clone(), ok.clone(), bad.clone()]).unwrap_err();
+        assert_eq!(e.field, "spec.pipeline.project[2].expr");
+        assert!(
+            e.message.contains("unexpected `)` at column 5"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

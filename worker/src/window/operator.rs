@@ -62,7 +62,9 @@
 //!
 //! Errors leave the operator in an unspecified state: the caller restores from a checkpoint.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use foldhash::fast::FixedState;
 
 use rivulet_api::spec::{AggregateFn, AggregateSpec, WindowSpec};
 use serde::{Deserialize, Serialize};
@@ -376,7 +378,10 @@ impl WindowOperator {
     ) -> Result<(), WindowError> {
         let watermark = self.watermark;
         let lateness = self.allowed_lateness;
-        let mut pending: BTreeMap<(u32, Vec<u8>), Pending<'_>> = BTreeMap::new();
+        // Keyed by (key group, key, window start) without building the state key per record;
+        // results are sorted before they leave, so the map's order does not matter.
+        let mut pending: HashMap<(u32, &[u8], i64), Pending<'_>, FixedState> =
+            HashMap::with_hasher(FixedState::default());
         let mut windows = Vec::new();
         for (i, rec) in inputs.iter().enumerate() {
             windows.clear();
@@ -388,7 +393,7 @@ impl WindowOperator {
                 }
                 live = true;
                 let p = pending
-                    .entry((rec.key_group, Codec::window_key(&rec.key, win.start)))
+                    .entry((rec.key_group, rec.key.as_slice(), win.start))
                     .or_insert_with(|| Pending {
                         key: &rec.key,
                         key_json: &rec.key_json,
@@ -402,7 +407,8 @@ impl WindowOperator {
             }
         }
 
-        for ((kg, sk), p) in pending {
+        for ((kg, key, start), p) in pending {
+            let sk = Codec::window_key(key, start);
             let (mut entry, is_new) = match self.state.get(kg, &sk)? {
                 Some(bytes) => (self.codec.decode(kg, &sk, &bytes)?, false),
                 None => {
