@@ -29,7 +29,9 @@ pub enum Destination {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutRecord {
     pub destination: Destination,
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -110,6 +112,43 @@ pub fn dead_letter(payload: Option<&[u8]>, meta: &RecordMeta, reason: &Reject) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Checkpoints written before the byte buffers were serialized as `bytes` still decode:
+    /// postcard writes a sequence of u8 and a byte string identically.
+    #[test]
+    fn the_checkpoint_encoding_of_output_is_unchanged() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Before {
+            destination: Destination,
+            key: Option<Vec<u8>>,
+            value: Vec<u8>,
+            headers: Vec<(String, Vec<u8>)>,
+        }
+        let now = OutRecord {
+            destination: Destination::DeadLetter,
+            key: Some(b"k\x00\xff".to_vec()),
+            value: (0..=255u8).collect(),
+            headers: vec![("h".into(), b"v".to_vec())],
+        };
+        let before = Before {
+            destination: now.destination,
+            key: now.key.clone(),
+            value: now.value.clone(),
+            headers: now.headers.clone(),
+        };
+        let bytes = postcard::to_allocvec(&now).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<OutRecord>(&bytes).unwrap(), now);
+        let none = OutRecord { key: None, ..now };
+        let old = Before {
+            key: None,
+            ..before
+        };
+        assert_eq!(
+            postcard::to_allocvec(&none).unwrap(),
+            postcard::to_allocvec(&old).unwrap()
+        );
+    }
 
     #[test]
     fn window_result_bytes_are_fixed() {

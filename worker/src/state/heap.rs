@@ -1,13 +1,26 @@
-//! Heap state: one ordered map per key group, snapshotted in the canonical format.
+//! Heap state: one hash map per key group, snapshotted in the canonical format.
+//!
+//! Reads and writes are on the per-record path, so the maps are unordered (a fixed-seed
+//! foldhash); the (key group, key) order that snapshots and [`StateBackend::for_each`]
+//! promise is made by sorting each group's keys when it is walked, once per checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+
+use foldhash::fast::FixedState;
 
 use super::{canonical, LocalStateFile, StateBackend, StateError};
 use rivulet_api::manifest::StateFileFormat;
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+type Map = HashMap<Vec<u8>, Vec<u8>, FixedState>;
+
+/// A group's entries in key order.
+fn sorted(g: &Map) -> Vec<(&Vec<u8>, &Vec<u8>)> {
+    let mut entries: Vec<_> = g.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
 
 /// State for the key groups `range`, kept in memory.
 pub struct HeapBackend {
@@ -18,7 +31,7 @@ pub struct HeapBackend {
 
 impl HeapBackend {
     pub fn new(range: Range<u32>) -> Self {
-        let groups = range.clone().map(|_| Map::new()).collect();
+        let groups = range.clone().map(|_| Map::default()).collect();
         HeapBackend {
             range,
             groups,
@@ -43,12 +56,17 @@ impl StateBackend for HeapBackend {
     }
 
     fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-        if self
-            .group(kg)
-            .insert(key.to_vec(), value.to_vec())
-            .is_none()
-        {
-            self.entries += 1;
+        let group = self.group(kg);
+        match group.get_mut(key) {
+            Some(v) => {
+                // Overwrites reuse the value's buffer.
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                group.insert(key.to_vec(), value.to_vec());
+                self.entries += 1;
+            }
         }
         Ok(())
     }
@@ -63,7 +81,7 @@ impl StateBackend for HeapBackend {
     fn for_each(&mut self, f: &mut super::EntryFn<'_>) -> Result<(), StateError> {
         for (i, g) in self.groups.iter().enumerate() {
             let kg = self.range.start + i as u32;
-            for (k, v) in g {
+            for (k, v) in sorted(g) {
                 f(kg, k, v);
             }
         }
@@ -77,11 +95,11 @@ impl StateBackend for HeapBackend {
     fn snapshot(&mut self, dir: &Path) -> Result<Vec<LocalStateFile>, StateError> {
         let path = dir.join(format!("state-{}-{}.kg", self.range.start, self.range.end));
         let start = self.range.start;
-        let entries = self
-            .groups
-            .iter()
-            .enumerate()
-            .flat_map(|(i, g)| g.iter().map(move |(k, v)| (start + i as u32, k, v)));
+        let entries = self.groups.iter().enumerate().flat_map(|(i, g)| {
+            sorted(g)
+                .into_iter()
+                .map(move |(k, v)| (start + i as u32, k, v))
+        });
         canonical::write_file(&path, self.range.clone(), entries)?;
         Ok(vec![LocalStateFile {
             path,
