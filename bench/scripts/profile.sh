@@ -20,7 +20,7 @@ perf record -q -F 999 -e cpu-clock --call-graph dwarf,16384 -o "$out/perf.data" 
     "$bench" in-process --events "$events" --queries "$query"
 echo "== self time (top 25) =="
 perf report -i "$out/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -25
+    | grep -v '^#' | grep -v '^$' | head -25 || true
 echo "== inclusive time, worker functions (generation excluded) (top 25) =="
 perf report -i "$out/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | grep -v '(inlined)' | grep 'rivulet_worker' | head -25
+    | grep -v '^#' | grep -v '^$' | grep -v '(inlined)' | grep 'rivulet_worker' | head -25 || true
