@@ -565,6 +565,23 @@ fn a_bad_manifest_names_the_field_and_consumes_nothing() {
         assert!(err.contains(field), "error does not name {field}:\n{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // A windowed job at parallelism 2 would need the key-group shuffle: refused at start.
+    let job = common::write(
+        dir.path(),
+        "parallel.yaml",
+        &common::manifest(
+            "parallel",
+            "source: {topics: [in]}\ntime: {type: event, field: ts}\nkey: [user]\nwindow: {type: tumbling, size: 10s}\naggregates: [{name: n, fn: count}]\nsink: {topic: out}\n",
+            &file_state(dir.path(), "heap", "500ms"),
+        ),
+    );
+    let env = [("RIVULET_PARALLELISM".to_string(), "2".to_string())];
+    let mut w = common::start_worker(&job, &b, &dir.path().join("data-p"), &env, "parallel");
+    let status = w.process.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success(), "{}", w.process.logs());
+    let err = w.process.stderr();
+    assert!(err.contains("parallelism 2: a windowed job"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     let out = consume_all(
         &b,
         "out",

@@ -83,6 +83,13 @@ fn run() -> anyhow::Result<()> {
         "--index {} is not below the parallelism {parallelism}",
         args.index
     );
+    // Without the key-group shuffle, a worker would receive keys of groups it does not own.
+    anyhow::ensure!(
+        parallelism == 1 || manifest.spec.pipeline.window.is_none(),
+        "parallelism {parallelism}: a windowed job runs as one worker until workers exchange \
+         keyed records (the key-group shuffle is not built yet); stateless jobs may run as \
+         several workers, worker i reading partitions p with p mod n = i"
+    );
     let data_dir = args.data_dir.unwrap_or_else(|| {
         PathBuf::from(".rivulet")
             .join("data")
