@@ -20,6 +20,7 @@ use anyhow::Context;
 use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind};
 use rivulet_worker::processor::Processor;
 use rivulet_worker::record::{RecordMeta, SourceRecord};
+use rivulet_worker::runtime::now_ms;
 
 use crate::nexmark::{Config, Generator};
 use crate::queries::{Query, Variant};
@@ -101,7 +102,7 @@ pub fn run(
         backend,
         &dir.path().join("rocksdb"),
         &assigned,
-        wall_ms(),
+        now_ms(),
     )
     .with_context(|| format!("build {}", query.name))?;
 
@@ -114,7 +115,7 @@ pub fn run(
     let start = Instant::now();
     for batch in records.chunks(BATCH) {
         let t0 = Instant::now();
-        processor.process(batch, wall_ms())?;
+        processor.process(batch, now_ms())?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         processor.take_output(&mut out, &mut triggers);
         if !out.is_empty() {
@@ -158,12 +159,6 @@ pub fn percentile(samples: &mut [(f64, u64)], q: f64) -> Option<f64> {
     samples.last().map(|s| s.0)
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,10 +176,19 @@ mod tests {
     fn every_query_runs_in_process_and_filters_like_the_spec_says() {
         let config = Config::default();
         let records = generate(&config, 20_000, "nexmark", 4);
+        let bids = (0..20_000)
+            .filter(|n| Generator::new(config.clone()).event(*n).kind() == "bid")
+            .count() as u64;
         let scratch = tempfile::tempdir().unwrap();
-        let q0 = crate::queries::query("q0").unwrap();
-        let r = run(q0, StateBackendKind::Heap, &records, 4, scratch.path()).unwrap();
-        assert_eq!(r.records_out, 20_000, "q0 passes every event through");
+        for q in crate::queries::QUERIES {
+            let r = run(q, StateBackendKind::Heap, &records, 4, scratch.path()).unwrap();
+            assert_eq!(r.events, 20_000, "{}", q.name);
+            match q.name {
+                "q0" => assert_eq!(r.records_out, 20_000, "q0 passes every event through"),
+                "q1" => assert_eq!(r.records_out, bids, "q1 converts every bid"),
+                _ => {}
+            }
+        }
         // q5 on both backends: the same number of window results.
         let q5 = crate::queries::query("q5").unwrap();
         let heap = run(q5, StateBackendKind::Heap, &records, 4, scratch.path()).unwrap();

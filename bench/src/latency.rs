@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rdkafka::producer::Producer;
 use rivulet_tests::{KafkaProducer, ProduceRecord};
+use rivulet_worker::runtime::now_ms;
 
 use crate::nexmark::{Config, Generator};
 
@@ -70,7 +71,7 @@ pub fn produce_live(
     let partitions = partitions.max(1) as u64;
     let generator = Generator::new(Config {
         seed,
-        base_time_ms: wall_ms(),
+        base_time_ms: now_ms(),
         first_event_rate: rate,
         ..Config::default()
     });
@@ -101,12 +102,6 @@ pub fn produce_live(
         events: total,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A Prometheus histogram: cumulative counts by upper bound, ascending, `+Inf` last.

@@ -108,7 +108,13 @@ pub fn bin_path(name: &str) -> PathBuf {
 
 /// The workspace's root directory (where `Cargo.toml` and `examples/` are).
 pub fn workspace_root() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Cargo sets the variable when it runs a test too; the compile-time value is only the
+    // fallback, since a build directory shared by several checkouts may hold a binary
+    // compiled in another (possibly deleted) one.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = manifest_dir.join("..");
     root.canonicalize().unwrap_or(root)
 }
 

@@ -137,11 +137,6 @@ impl Processor {
             .filter(|w| *w > i64::MIN)
     }
 
-    /// The counters this processor updates.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// Output produced so far and not yet taken, with each record's trigger time (epoch ms:
     /// when the input that caused it arrived, for the end-to-end latency).
     pub fn output(&self) -> (&[OutRecord], &[i64]) {
@@ -194,7 +189,7 @@ impl Processor {
                         if let Some(wm) = fire {
                             self.flush_chunk(batch, now)?;
                             let trigger = rec.meta.timestamp_ms.unwrap_or(now);
-                            self.advance(wm, trigger)?;
+                            self.advance(wm, trigger, now)?;
                         }
                     }
                 }
@@ -217,7 +212,7 @@ impl Processor {
             None => Some(now - 1),
         };
         if let Some(wm) = wm {
-            self.advance(wm, now)?;
+            self.advance(wm, now, now)?;
         }
         Ok(())
     }
@@ -281,7 +276,7 @@ impl Processor {
         Ok(())
     }
 
-    fn advance(&mut self, watermark: i64, trigger_ms: i64) -> Result<(), WindowError> {
+    fn advance(&mut self, watermark: i64, trigger_ms: i64, now: i64) -> Result<(), WindowError> {
         let Some(op) = self.operator.as_mut() else {
             return Ok(());
         };
@@ -294,13 +289,7 @@ impl Processor {
         self.metrics.watermark_ms.set(op.watermark());
         self.metrics
             .watermark_delay_ms
-            .set(wall_ms().saturating_sub(op.watermark()).max(0));
+            .set(now.saturating_sub(op.watermark()).max(0));
         Ok(())
     }
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

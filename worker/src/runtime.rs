@@ -97,7 +97,8 @@ pub struct WorkerOptions {
     pub fault: Option<Fault>,
 }
 
-fn now_ms() -> i64 {
+/// The wall clock in epoch milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
