@@ -87,10 +87,12 @@ impl LocalJob {
     pub fn start(opts: &LocalOptions) -> Result<LocalJob> {
         let m = &opts.manifest;
         let n = m.spec.parallelism;
-        anyhow::ensure!(
-            n == 1,
-            "spec.parallelism: {n} workers need the key-group shuffle, which this version does not have yet; use 1"
-        );
+        // The workers' shuffle addresses: fixed for the job's life, so a restarted worker
+        // is found where it was.
+        let peers = (0..n)
+            .map(|_| crate::broker::free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<Vec<_>>>()?
+            .join(",");
         let job_dir = opts
             .work_dir
             .join("data")
@@ -117,6 +119,10 @@ impl LocalJob {
                 "--data-dir".into(),
                 job_dir.join(i.to_string()).display().to_string(),
             ];
+            let mut args = args;
+            if n > 1 {
+                args.extend(["--peers".to_string(), peers.clone()]);
+            }
             let mut w = WorkerProc {
                 index: i,
                 data_dir: job_dir.join(i.to_string()),

@@ -12,13 +12,15 @@
 
 mod common;
 
+use common::Agg;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
-use rivulet_tests::{consume_all, wait_until, KafkaProducer, ProduceRecord, Tansu};
+use rivulet_tests::{wait_until, KafkaProducer, ProduceRecord, Tansu};
 
 const EVENTS: usize = 24_000;
 const KEYS: usize = 40;
@@ -34,14 +36,6 @@ fn event(i: usize, base: i64) -> (i32, String, i64, i64) {
     let ts = base + (i as i64) * SPACING_MS - jitter;
     let amount = ((i * 31) % 97) as i64 - 10;
     ((i % PARTITIONS as usize) as i32, key, ts, amount)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Agg {
-    count: i64,
-    sum: i64,
-    min: i64,
-    max: i64,
 }
 
 /// The true results, computed without any of Rivulet's code.
@@ -64,51 +58,6 @@ fn truth(base: i64) -> BTreeMap<(String, i64), Agg> {
     t
 }
 
-fn pipeline() -> &'static str {
-    r#"
-source:
-  topics: [events]
-time:
-  type: event
-  field: ts
-  maxOutOfOrderness: 1s
-key: [key]
-window:
-  type: tumbling
-  size: 1s
-aggregates:
-  - {name: n, fn: count}
-  - {name: total, fn: sum, field: amount}
-  - {name: lo, fn: min, field: amount}
-  - {name: hi, fn: max, field: amount}
-sink:
-  topic: results
-  deliveryGuarantee: exactly-once
-deadLetter:
-  topic: dead
-"#
-}
-
-/// Freezes the worker and kills it only if no transaction is open; returns whether it did.
-fn kill_outside_transaction(w: &mut common::Worker, data_dir: &std::path::Path) -> bool {
-    let flag = data_dir.join("transaction-open");
-    for _ in 0..200 {
-        if !w.process.is_running() {
-            return false;
-        }
-        if w.process.signal(libc::SIGSTOP).is_err() {
-            return false;
-        }
-        if !flag.exists() {
-            w.process.kill9();
-            return true;
-        }
-        let _ = w.process.signal(libc::SIGCONT);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("a transaction stayed open for 4 s");
-}
-
 #[test]
 fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
     let broker = Tansu::start().expect("start tansu");
@@ -125,7 +74,7 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
     let job = common::write(
         dir.path(),
         "job.yaml",
-        &common::manifest("eo", pipeline(), &state),
+        &common::manifest("eo", common::windows_to_exactly_once_sink(), &state),
     );
     let data_dir = dir.path().join("worker");
     let now = SystemTime::now()
@@ -180,7 +129,7 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
     let mut w = common::start_worker(&job, &bootstrap, &data_dir, &[], "worker-0");
     while kills < 6 {
         std::thread::sleep(Duration::from_millis(rng.random_range(1200..3200)));
-        if kill_outside_transaction(&mut w, &data_dir) {
+        if common::kill_outside_transaction(&mut w, &data_dir) {
             kills += 1;
         } else {
             assert!(
@@ -246,70 +195,6 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
         w.process.log_tail(60)
     );
 
-    let out = consume_all(
-        &bootstrap,
-        "results",
-        true,
-        expected.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(90),
-    )
-    .unwrap();
-    let mut seen: BTreeMap<(String, i64), Vec<Agg>> = BTreeMap::new();
-    for r in &out {
-        let v = r.value_json().unwrap();
-        assert_eq!(v["kind"], "final", "{v}");
-        let key = v["key"]["key"].as_str().unwrap().to_string();
-        let start = v["windowStart"].as_i64().unwrap();
-        assert_eq!(v["windowEnd"].as_i64().unwrap(), start + WINDOW_MS);
-        seen.entry((key, start)).or_default().push(Agg {
-            count: v["n"].as_i64().unwrap(),
-            sum: v["total"].as_i64().unwrap(),
-            min: v["lo"].as_i64().unwrap(),
-            max: v["hi"].as_i64().unwrap(),
-        });
-    }
-    let duplicates: Vec<_> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
-    assert!(
-        duplicates.is_empty(),
-        "{} results appear more than once, e.g. {:?}",
-        duplicates.len(),
-        duplicates.first()
-    );
-    let got: BTreeMap<(String, i64), Agg> = seen
-        .into_iter()
-        .map(|(k, mut v)| (k, v.remove(0)))
-        .collect();
-    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(k)).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(k)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} results missing, e.g. {:?}",
-        missing.len(),
-        missing.first()
-    );
-    assert!(
-        extra.is_empty(),
-        "{} unexpected results, e.g. {:?}",
-        extra.len(),
-        extra.first()
-    );
-    for (k, v) in &expected {
-        assert_eq!(&got[k], v, "wrong result for {k:?}");
-    }
-    let dead = consume_all(
-        &bootstrap,
-        "dead",
-        true,
-        0,
-        Duration::from_secs(2),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    assert!(
-        dead.is_empty(),
-        "unexpected dead letters: {:?}",
-        dead.first().map(|d| d.headers.clone())
-    );
+    common::check_window_output(&bootstrap, "results", "dead", WINDOW_MS, &expected);
     assert_eq!(kills, 6);
 }

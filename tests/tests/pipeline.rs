@@ -565,7 +565,7 @@ fn a_bad_manifest_names_the_field_and_consumes_nothing() {
         assert!(err.contains(field), "error does not name {field}:\n{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    // A windowed job at parallelism 2 would need the key-group shuffle: refused at start.
+    // Parallelism 2 without the peers' shuffle addresses: refused at start.
     let job = common::write(
         dir.path(),
         "parallel.yaml",
@@ -580,7 +580,10 @@ fn a_bad_manifest_names_the_field_and_consumes_nothing() {
     let status = w.process.wait_exit(Duration::from_secs(20)).expect("exits");
     assert!(!status.success(), "{}", w.process.logs());
     let err = w.process.stderr();
-    assert!(err.contains("parallelism 2: a windowed job"), "{err}");
+    assert!(
+        err.contains("parallelism 2: the workers need each other's shuffle addresses"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let out = consume_all(
         &b,

@@ -173,8 +173,9 @@ fn a_torn_newest_checkpoint_is_skipped_for_the_previous_one() {
     for (_, d) in &dirs {
         assert!(d.join("manifest.json").exists(), "{}", d.display());
     }
-    // Tear the newest checkpoint's state file, keeping its size and its manifest.
-    let state_file = std::fs::read_dir(&newest_dir)
+    // Tear the newest checkpoint's state file (worker 0's part), keeping its size and its
+    // manifest.
+    let state_file = std::fs::read_dir(newest_dir.join("w0"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {

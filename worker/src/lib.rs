@@ -8,15 +8,19 @@
 //! [`runtime`] drives the loop; [`http`] serves status and [`metrics`].
 
 pub mod checkpoint;
+pub mod coordinator;
 pub mod format;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod output;
+pub mod peers;
 pub mod pipeline;
 pub mod processor;
 pub mod record;
 pub mod runtime;
+pub mod shuffle;
+pub mod stage;
 pub mod state;
 pub mod time;
 pub mod transform;

@@ -43,6 +43,15 @@ struct Args {
     /// Address of the HTTP server (/metrics, /status, /healthz, /readyz).
     #[arg(long, env = "RIVULET_HTTP", default_value = "127.0.0.1:9249")]
     http: SocketAddr,
+    /// Shuffle addresses (`host:port`) of every worker in ordinal order, comma-separated; or
+    /// one pattern with `{i}` for the ordinal, e.g. `clicks-{i}.clicks:6123` (a
+    /// StatefulSet's headless service). Required when the parallelism is above 1.
+    #[arg(long, env = "RIVULET_PEERS")]
+    peers: Option<String>,
+    /// Where this worker's shuffle listens (defaults to all interfaces, the port of its own
+    /// entry in --peers).
+    #[arg(long, env = "RIVULET_SHUFFLE_LISTEN")]
+    shuffle_listen: Option<SocketAddr>,
     /// Only validate the manifest and exit.
     #[arg(long)]
     validate: bool,
@@ -83,12 +92,15 @@ fn run() -> anyhow::Result<()> {
         "--index {} is not below the parallelism {parallelism}",
         args.index
     );
-    // Without the key-group shuffle, a worker would receive keys of groups it does not own.
+    let peers = match &args.peers {
+        Some(p) => rivulet_worker::peers::expand(p, parallelism)
+            .with_context(|| format!("--peers {p:?}"))?,
+        None => Vec::new(),
+    };
     anyhow::ensure!(
-        parallelism == 1 || manifest.spec.pipeline.window.is_none(),
-        "parallelism {parallelism}: a windowed job runs as one worker until workers exchange \
-         keyed records (the key-group shuffle is not built yet); stateless jobs may run as \
-         several workers, worker i reading partitions p with p mod n = i"
+        parallelism == 1 || !peers.is_empty(),
+        "parallelism {parallelism}: the workers need each other's shuffle addresses \
+         (--peers or RIVULET_PEERS)"
     );
     let data_dir = args.data_dir.unwrap_or_else(|| {
         PathBuf::from(".rivulet")
@@ -132,6 +144,8 @@ fn run() -> anyhow::Result<()> {
         manifest,
         index: args.index,
         parallelism,
+        peers,
+        shuffle_listen: args.shuffle_listen,
         data_dir,
         bootstrap: args.bootstrap_servers,
         http: args.http,

@@ -51,6 +51,13 @@ pub struct Metrics {
     pub backpressure_permille: Gauge,
     pub end_to_end_latency_seconds: Histogram,
     pub state_entries: Gauge,
+    /// Records and bytes sent to / received from other workers over the shuffle.
+    pub shuffle_records_out: Counter,
+    pub shuffle_records_in: Counter,
+    pub shuffle_bytes_out: Counter,
+    pub shuffle_bytes_in: Counter,
+    /// Times this worker restarted from the last complete checkpoint because a peer failed.
+    pub job_restarts: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +90,11 @@ impl Metrics {
             backpressure_permille: Gauge::default(),
             end_to_end_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             state_entries: Gauge::default(),
+            shuffle_records_out: Counter::default(),
+            shuffle_records_in: Counter::default(),
+            shuffle_bytes_out: Counter::default(),
+            shuffle_bytes_in: Counter::default(),
+            job_restarts: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -185,6 +197,31 @@ impl Metrics {
             "state_entries",
             "Entries in keyed state",
             m.state_entries.clone(),
+        );
+        r.register(
+            "shuffle_records_out",
+            "Keyed records sent to other workers",
+            m.shuffle_records_out.clone(),
+        );
+        r.register(
+            "shuffle_records_in",
+            "Keyed records received from other workers",
+            m.shuffle_records_in.clone(),
+        );
+        r.register(
+            "shuffle_bytes_out",
+            "Shuffle bytes sent to other workers",
+            m.shuffle_bytes_out.clone(),
+        );
+        r.register(
+            "shuffle_bytes_in",
+            "Shuffle bytes received from other workers",
+            m.shuffle_bytes_in.clone(),
+        );
+        r.register(
+            "job_restarts",
+            "Restarts from the last complete checkpoint after a peer failed",
+            m.job_restarts.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,16 +1,31 @@
-//! The worker's processing loop: restore, then poll → prepare → window → emit, with a
-//! checkpoint every `checkpointInterval` and a final one on shutdown.
+//! The worker's processing loop: restore, form the shuffle with the other workers, then
+//! poll → route → window → emit, with aligned checkpoints coordinated by worker 0.
 //!
-//! Determinism: the watermark is recomputed after every record, and a batch is cut wherever
-//! the watermark reaches the window operator's next firing time, so results do not depend on
-//! how records happen to be grouped into polls.
+//! One thread does everything that touches records, so a worker is a small event loop:
+//! it polls its Kafka partitions (`p mod n == index`) when nothing holds it back, routes
+//! keyed records to the owners of their key groups (its own in process, the others over the
+//! shuffle), and hands the window operator what its peers send. A full shuffle queue (no
+//! credit) stops the polling: that time is backpressure.
+//!
+//! Checkpoints (Chandy–Lamport with aligned barriers, as in Flink): worker 0's
+//! [`Coordinator`] triggers checkpoint `n`; on the trigger (or on the first barrier `n` from
+//! a peer, whichever comes first) a worker records its source offsets, sends barrier `n`
+//! to every worker and stops polling. Data arriving on a channel after its barrier waits
+//! until barriers arrived on all channels; then the worker snapshots its state and its
+//! epoch's sink output, uploads them, acknowledges, and goes on. With every
+//! acknowledgement in, worker 0 writes the manifest and tells every worker to commit.
 //!
 //! Exactly-once: sink output of epoch `n` is buffered, written into checkpoint `n`, and
 //! committed in one transaction after the checkpoint's manifest exists. On restore, the
 //! pending output of the restored checkpoint is re-committed unless the sink's marker says it
-//! was. A fault-injection point (`RIVULET_FAULT=after-manifest[:N]`) aborts the process right
+//! was. A fault-injection point (`RIVULET_FAULT=after-manifest[:N]`) aborts worker 0 right
 //! after the manifest of checkpoint `>= N` is written and before its commit.
+//!
+//! Failures: when a peer's connection breaks or a peer reconnects, every worker drops its
+//! attempt and restores from the last complete checkpoint; the mesh forms again only among
+//! workers restored from the same one.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,29 +33,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rivulet_api::keygroup::range_for_worker;
-use rivulet_api::manifest::{SnapshotKind, SnapshotManifest};
+use rivulet_api::manifest::{SnapshotKind, SnapshotManifest, SourceOffset, FORMAT_VERSION};
 use rivulet_api::spec::{StateBackendKind, StreamJobManifest};
 use rivulet_api::status::FINAL_STATUS_FILE;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::checkpoint::{
-    self, CheckpointError, EncodedOutput, JobStore, Restored, SnapshotContent, SnapshotWriter,
-};
+use crate::checkpoint::{self, CheckpointError, EncodedOutput, JobStore, Restored, SnapshotWriter};
+use crate::coordinator::{AckReport, Action, Control, Coordinator, Request};
 use crate::kafka::sink::{KafkaSink, SinkError, SinkIdentity};
 use crate::kafka::source::{KafkaSource, SourceError};
 use crate::metrics::{CheckpointInfo, Metrics, PartitionLabels, PartitionStatus, SharedStatus};
 use crate::output::{Destination, OutRecord};
 use crate::pipeline::Pipeline;
-use crate::processor::Processor;
 use crate::record::SourceRecord;
+use crate::shuffle::codec::{self, Frame};
+use crate::shuffle::net::{Event, Identity, Mesh, MeshError, ShuffleListener};
+use crate::stage::keyed::KeyedStage;
+use crate::stage::route::Router;
+use crate::stage::{Item, Output};
 use crate::state::heap::HeapBackend;
 use crate::state::rocks::RocksBackend;
 use crate::state::{StateBackend, StateError};
 use crate::window::{WindowError, WindowOperator};
 
 const MAX_BATCH: usize = 4096;
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Items per shuffle data frame.
+const FRAME_ITEMS: usize = 1024;
 const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// How long a checkpoint may take before the coordinator aborts it (at least).
+const MIN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stop snapshots tried before a stop gives up.
+const STOP_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -56,6 +79,8 @@ pub enum RuntimeError {
     State(#[from] StateError),
     #[error(transparent)]
     Window(#[from] WindowError),
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
     #[error("{0}")]
     Config(String),
     #[error("local directory {path}: {source}")]
@@ -90,6 +115,10 @@ pub struct WorkerOptions {
     pub manifest: StreamJobManifest,
     pub index: u32,
     pub parallelism: u32,
+    /// Every worker's shuffle address (`host:port`), by ordinal; empty for one worker.
+    pub peers: Vec<String>,
+    /// Where this worker's shuffle listens (defaults to its own entry of `peers`).
+    pub shuffle_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Overrides the source's (and, when it names none, the sink's) bootstrap servers.
     pub bootstrap: Option<String>,
@@ -125,34 +154,71 @@ pub fn pipeline_fingerprint(manifest: &StreamJobManifest) -> String {
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 
-/// Sink output of the current epoch (exactly-once) with each record's triggering time.
+/// Sink output of one epoch (exactly-once) with each record's triggering time.
 #[derive(Default)]
 struct Epoch {
     records: Vec<OutRecord>,
     triggers: Vec<i64>,
 }
 
-/// The running worker.
+/// A snapshot this worker has started (barrier injected) and not yet taken.
+struct Alignment {
+    id: u64,
+    kind: SnapshotKind,
+    stop: bool,
+    offsets: Vec<SourceOffset>,
+    /// Channels whose barrier arrived.
+    barriers: Vec<bool>,
+    /// Data frames that arrived after their channel's barrier, per channel.
+    blocked: Vec<VecDeque<Vec<Item>>>,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    /// Stopped on request after a final snapshot.
+    Stopped,
+    /// A peer failed or restarted: restore from the last complete checkpoint.
+    Restart(String),
+}
+
+/// One attempt of the running worker.
 pub struct Worker {
-    opts: WorkerOptions,
+    opts: Arc<WorkerOptions>,
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     status: Arc<SharedStatus>,
-    processor: Processor,
+    router: Router,
+    stage: KeyedStage,
     source: KafkaSource,
     sink: KafkaSink,
     writer: SnapshotWriter,
+    /// Worker 0 only.
+    coordinator: Option<Coordinator>,
+    restored_id: u64,
+    routes: Vec<Vec<Item>>,
+    out: Output,
     epoch: Epoch,
-    next_id: u64,
+    /// Output of a snapshot acknowledged and not yet complete: (id, output).
+    acked: Option<(u64, Epoch)>,
+    align: Option<Alignment>,
+    /// The highest snapshot id this worker has started, so a late trigger is ignored.
+    started_id: u64,
+    /// A stop snapshot was acknowledged: no more polling, exit at its completion.
+    stopping: bool,
+    stop_failures: u32,
+    /// Peers that said goodbye: their closing connections are no failure.
+    gone: Vec<bool>,
     last_checkpoint: Option<CheckpointInfo>,
     backend_name: &'static str,
+    busy: Duration,
+    blocked: Duration,
 }
 
 impl Worker {
     /// Restores from the newest valid checkpoint (or `restoreFrom`), re-commits pending
     /// output if needed, and assigns the source.
-    pub fn start(
-        opts: WorkerOptions,
+    fn start(
+        opts: Arc<WorkerOptions>,
         rt: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
         status: Arc<SharedStatus>,
@@ -163,6 +229,7 @@ impl Worker {
         let ns = m.namespace().to_string();
         let job = m.metadata.name.clone();
         let key_groups = range_for_worker(opts.index, opts.parallelism, spec.max_parallelism);
+        status.set_ready(false);
         status.update(|s| {
             s.job = job.clone();
             s.namespace = ns.clone();
@@ -290,195 +357,734 @@ impl Worker {
             t
         });
 
-        // Ids keep growing across restores (also from another job's snapshot), so an epoch
-        // is never numbered below one already committed.
         let restored_id = restored.as_ref().map_or(0, |r| r.manifest.id);
-        let next_id = rt
-            .block_on(checkpoint::highest_id(&store))?
-            .max(restored_id)
-            + 1;
+        let coordinator = if opts.index == 0 {
+            // Ids keep growing across restores (also from another job's snapshot), so an
+            // epoch is never numbered below one already committed.
+            let next_id = rt
+                .block_on(checkpoint::highest_id(&store))?
+                .max(restored_id)
+                + 1;
+            let interval = spec.state.checkpoint_interval.std();
+            let timeout = (interval * 10).max(MIN_CHECKPOINT_TIMEOUT);
+            Some(Coordinator::new(
+                opts.parallelism,
+                interval.as_millis() as i64,
+                timeout.as_millis() as i64,
+                next_id,
+                now_ms(),
+            ))
+        } else {
+            None
+        };
         let mut writer = SnapshotWriter::new(store, &format!("w{}-{}", opts.index, now_ms()));
         if let Some(r) = &restored {
-            writer.adopt_shared(&r.manifest);
+            writer.adopt_shared(&r.manifest, key_groups.clone());
         }
         let restored_from = restored.as_ref().map(|r| r.manifest.id);
         if let Some(r) = &restored {
             tracing::info!(
                 checkpoint = r.manifest.id,
                 bytes = r.bytes_read,
+                key_groups = ?key_groups,
                 watermark = ?r.manifest.watermark_ms,
                 "restored state"
             );
         }
         let _ = std::fs::remove_dir_all(&restore_dir);
-        let agg_names = p.aggregates.iter().map(|a| a.name.clone()).collect();
+        let agg_names: Vec<String> = p.aggregates.iter().map(|a| a.name.clone()).collect();
         status.update(|s| {
-            s.phase = "running".into();
+            s.phase = "connecting".into();
             s.state_backend = backend_name.into();
             s.restored_from = restored_from;
         });
-        status.set_ready(true);
-        let processor = Processor::new(pipeline, operator, tracker, agg_names, metrics.clone());
+        let n = opts.parallelism.max(1) as usize;
+        let router = Router::new(
+            pipeline,
+            tracker,
+            opts.index,
+            opts.parallelism,
+            metrics.clone(),
+        );
+        let stage = KeyedStage::new(operator, agg_names, n, metrics.clone());
         Ok(Worker {
-            opts,
             rt,
             metrics,
             status,
-            processor,
+            router,
+            stage,
             source,
             sink,
             writer,
+            coordinator,
+            restored_id,
+            routes: vec![Vec::new(); n],
+            out: Output::default(),
             epoch: Epoch::default(),
-            next_id,
+            acked: None,
+            align: None,
+            started_id: restored_id,
+            stopping: false,
+            stop_failures: 0,
+            gone: vec![false; n],
             last_checkpoint: None,
             backend_name,
+            busy: Duration::ZERO,
+            blocked: Duration::ZERO,
+            opts,
         })
     }
 
-    /// Runs until `shutdown` is set, then takes a final checkpoint.
-    pub fn run(mut self, shutdown: &AtomicBool) -> Result<(), RuntimeError> {
-        let interval = self.opts.manifest.spec.state.checkpoint_interval.std();
-        let mut next_checkpoint = Instant::now() + interval;
+    /// Runs this attempt until a stop completes or a peer fails.
+    fn run(
+        &mut self,
+        shutdown: &AtomicBool,
+        listener: Option<&ShuffleListener>,
+    ) -> Result<Outcome, RuntimeError> {
+        let mut mesh = match listener {
+            Some(l) => {
+                let me = Identity {
+                    job: format!(
+                        "{}/{}",
+                        self.opts.manifest.namespace(),
+                        self.opts.manifest.metadata.name
+                    ),
+                    index: self.opts.index,
+                    parallelism: self.opts.parallelism,
+                    restored: self.restored_id,
+                };
+                match Mesh::form(me, &self.opts.peers, l, shutdown) {
+                    Ok(m) => Some(m),
+                    Err(MeshError::Restart(why)) => return Ok(Outcome::Restart(why)),
+                    Err(MeshError::Shutdown) => return Ok(Outcome::Stopped),
+                    Err(e) => return Ok(Outcome::Restart(e.to_string())),
+                }
+            }
+            None => None,
+        };
+        self.status.update(|s| s.phase = "running".into());
+        self.status.set_ready(true);
+        let parallel = mesh.is_some();
+        let poll_timeout = if parallel {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(100)
+        };
         let mut batch: Vec<SourceRecord> = Vec::with_capacity(MAX_BATCH);
         let mut last_status = Instant::now();
-        let mut busy = Duration::ZERO;
         let mut window_start = Instant::now();
-        while !shutdown.load(Ordering::Relaxed) {
-            batch.clear();
-            self.source
-                .poll_batch(MAX_BATCH, POLL_TIMEOUT, &mut batch)?;
-            let t0 = Instant::now();
-            self.process(&batch)?;
-            busy += t0.elapsed();
-            if Instant::now() >= next_checkpoint {
-                let t1 = Instant::now();
-                self.checkpoint()?;
-                busy += t1.elapsed();
-                next_checkpoint = Instant::now() + interval;
+        let mut stop_requested = false;
+        loop {
+            if shutdown.load(Ordering::Relaxed) && !stop_requested {
+                stop_requested = true;
+                tracing::info!("stop requested: taking a final checkpoint");
+                self.status.update(|s| s.phase = "stopping".into());
+                self.send_control(mesh.as_mut(), 0, Control::StopRequest)?;
+            }
+            // The coordinator's schedule.
+            let action = self.coordinator.as_mut().and_then(|c| c.tick(now_ms()));
+            if let Some(action) = action {
+                if let Some(o) = self.coordinate(mesh.as_mut(), action)? {
+                    return Ok(o);
+                }
+            }
+            // What the peers sent.
+            if let Some(m) = mesh.as_mut() {
+                if let (Some(l), true) = (listener, !self.stopping) {
+                    if let Some(peer) = m.newcomer(l) {
+                        return Ok(Outcome::Restart(format!("worker {peer} restarted")));
+                    }
+                }
+                let mut handled = 0;
+                while handled < 64 {
+                    let Some(ev) = m.next_event(Duration::ZERO) else {
+                        break;
+                    };
+                    handled += 1;
+                    if let Some(o) = self.on_event(m, ev)? {
+                        return Ok(o);
+                    }
+                }
+            }
+            // The source, when nothing holds it back.
+            let backlog = mesh.as_ref().map_or(0, |m| m.backlog());
+            if self.align.is_none() && !self.stopping && backlog == 0 {
+                batch.clear();
+                self.source
+                    .poll_batch(MAX_BATCH, poll_timeout, &mut batch)?;
+                let t0 = Instant::now();
+                self.metrics.records_in.inc_by(batch.len() as u64);
+                self.route(mesh.as_mut(), &batch)?;
+                self.busy += t0.elapsed();
+            } else if let Some(m) = mesh.as_mut() {
+                // Blocked: on credit (backpressure), on alignment, or stopping.
+                let t0 = Instant::now();
+                if let Some(ev) = m.next_event(Duration::from_millis(20)) {
+                    if let Some(o) = self.on_event(m, ev)? {
+                        return Ok(o);
+                    }
+                }
+                if backlog > 0 {
+                    self.blocked += t0.elapsed();
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Some(m) = mesh.as_mut() {
+                if let Err(e) = m.pump() {
+                    return Ok(Outcome::Restart(e.to_string()));
+                }
             }
             if last_status.elapsed() >= STATUS_EVERY {
                 let elapsed = window_start.elapsed().as_secs_f64().max(1e-9);
                 self.metrics
                     .busy_permille
-                    .set((busy.as_secs_f64() / elapsed * 1000.0).round() as i64);
-                let blocked = self.sink.take_blocked();
+                    .set((self.busy.as_secs_f64() / elapsed * 1000.0).round() as i64);
+                let blocked = self.sink.take_blocked() + self.blocked;
                 self.metrics.backpressure_permille.set(
                     (blocked.as_secs_f64() / elapsed * 1000.0)
                         .round()
                         .min(1000.0) as i64,
                 );
-                busy = Duration::ZERO;
+                self.busy = Duration::ZERO;
+                self.blocked = Duration::ZERO;
                 window_start = Instant::now();
-                self.publish_status("running");
+                let phase = if stop_requested || self.stopping {
+                    "stopping"
+                } else {
+                    "running"
+                };
+                self.publish_status(phase);
                 last_status = Instant::now();
             }
         }
-        tracing::info!("stopping: taking a final checkpoint");
-        self.publish_status("stopping");
-        self.status.set_ready(false);
-        self.checkpoint()?;
-        self.publish_status("stopped");
-        tracing::info!(checkpoint = ?self.last_checkpoint.as_ref().map(|c| c.id), "stopped");
-        Ok(())
     }
 
-    /// Processes one polled batch and sends or buffers its output.
-    fn process(&mut self, batch: &[SourceRecord]) -> Result<(), RuntimeError> {
-        self.metrics.records_in.inc_by(batch.len() as u64);
-        self.processor.process(batch, now_ms())?;
+    /// Routes one polled batch: own key groups to the operator in process, the others to
+    /// their owners; then emits what came out.
+    fn route(
+        &mut self,
+        mesh: Option<&mut Mesh>,
+        batch: &[SourceRecord],
+    ) -> Result<(), RuntimeError> {
+        let now = now_ms();
+        self.router
+            .route(batch, now, &mut self.routes, &mut self.out);
+        let me = self.opts.index as usize;
+        let mut local = std::mem::take(&mut self.routes[me]);
+        self.stage
+            .deliver(me, local.drain(..), batch, now, &mut self.out)?;
+        self.routes[me] = local;
+        if let Some(m) = mesh {
+            for j in 0..self.routes.len() {
+                if j == me || self.routes[j].is_empty() {
+                    continue;
+                }
+                let items = &self.routes[j];
+                let records = items
+                    .iter()
+                    .filter(|i| matches!(i, Item::Record(..)))
+                    .count();
+                self.metrics.shuffle_records_out.inc_by(records as u64);
+                for chunk in items.chunks(FRAME_ITEMS) {
+                    let frame = codec::encode_data(chunk);
+                    self.metrics.shuffle_bytes_out.inc_by(frame.len() as u64);
+                    m.send(j as u32, frame, true);
+                }
+                self.routes[j].clear();
+            }
+        }
         self.emit()
     }
 
-    /// Sends (at-least-once) or buffers (exactly-once) what the batch produced.
-    fn emit(&mut self) -> Result<(), RuntimeError> {
-        if self.processor.output().0.is_empty() {
-            return Ok(());
-        }
-        if self.sink.exactly_once() {
-            self.processor
-                .take_output(&mut self.epoch.records, &mut self.epoch.triggers);
-        } else {
-            let (records, triggers) = self.processor.output();
-            self.sink.send_now(records)?;
-            let now = now_ms();
-            for (r, t) in records.iter().zip(triggers) {
-                if r.destination == Destination::Sink {
-                    self.metrics.records_out.inc();
-                    self.metrics
-                        .end_to_end_latency_seconds
-                        .observe((now - t).max(0) as f64 / 1000.0);
+    /// Handles one event from the shuffle.
+    fn on_event(&mut self, mesh: &mut Mesh, ev: Event) -> Result<Option<Outcome>, RuntimeError> {
+        match ev {
+            Event::Credit { peer, frames } => mesh.add_credits(peer, frames),
+            Event::Lost { peer, reason } => {
+                if !self.gone.get(peer as usize).copied().unwrap_or(false) {
+                    return Ok(Some(Outcome::Restart(format!(
+                        "lost worker {peer}: {reason}"
+                    ))));
                 }
             }
-            self.processor.clear_output();
+            Event::Frame { from, frame, bytes } => match frame {
+                Frame::Data(items) => {
+                    self.metrics.shuffle_bytes_in.inc_by(bytes as u64);
+                    let records = items
+                        .iter()
+                        .filter(|i| matches!(i, Item::Record(..)))
+                        .count();
+                    self.metrics.shuffle_records_in.inc_by(records as u64);
+                    if let Some(a) = self.align.as_mut() {
+                        if a.barriers[from as usize] {
+                            a.blocked[from as usize].push_back(items);
+                            return Ok(None);
+                        }
+                    }
+                    self.deliver_remote(mesh, from, items)?;
+                }
+                Frame::Barrier(id) => {
+                    if let Some(o) = self.on_barrier(Some(mesh), from as usize, id)? {
+                        return Ok(Some(o));
+                    }
+                }
+                Frame::Control(json) => match serde_json::from_slice::<Control>(&json) {
+                    Ok(c) => return self.on_control(Some(mesh), c),
+                    Err(e) => tracing::warn!(from, error = %e, "unreadable control message"),
+                },
+                Frame::Bye => {
+                    if let Some(g) = self.gone.get_mut(from as usize) {
+                        *g = true;
+                    }
+                }
+                Frame::Hello(_) | Frame::Credit(_) => {}
+            },
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Takes checkpoint `next_id`: state, offsets and the epoch's output, manifest last;
-    /// then commits the epoch (exactly-once) and applies retention.
-    fn checkpoint(&mut self) -> Result<(), RuntimeError> {
-        let started = Instant::now();
-        let id = self.next_id;
-        self.next_id += 1;
+    fn deliver_remote(
+        &mut self,
+        mesh: &mut Mesh,
+        from: u32,
+        items: Vec<Item>,
+    ) -> Result<(), RuntimeError> {
+        let t0 = Instant::now();
+        self.stage
+            .deliver(from as usize, items, &[], now_ms(), &mut self.out)?;
+        self.busy += t0.elapsed();
+        if let Err(e) = mesh.consumed(from) {
+            tracing::warn!(error = %e, "cannot return shuffle credit");
+        }
+        self.emit()
+    }
+
+    /// Sends a control message to worker `to` (handled in place when that is this worker).
+    fn send_control(
+        &mut self,
+        mesh: Option<&mut Mesh>,
+        to: u32,
+        c: Control,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        if to == self.opts.index {
+            return self.on_control(mesh, c);
+        }
+        if let Some(m) = mesh {
+            let json = serde_json::to_vec(&c).unwrap_or_default();
+            m.send(to, codec::encode(&Frame::Control(json)), false);
+        }
+        Ok(None)
+    }
+
+    /// Sends a control message to every worker, this one last.
+    fn broadcast(
+        &mut self,
+        mut mesh: Option<&mut Mesh>,
+        c: Control,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        if let Some(m) = mesh.as_deref_mut() {
+            let json = serde_json::to_vec(&c).unwrap_or_default();
+            for j in 0..self.opts.parallelism {
+                if j != self.opts.index {
+                    m.send(j, codec::encode(&Frame::Control(json.clone())), false);
+                }
+            }
+            if let Err(e) = m.pump() {
+                return Ok(Some(Outcome::Restart(e.to_string())));
+            }
+        }
+        self.on_control(mesh, c)
+    }
+
+    fn on_control(
+        &mut self,
+        mesh: Option<&mut Mesh>,
+        c: Control,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        match c {
+            Control::Trigger { id, kind, stop } => {
+                if id > self.started_id {
+                    self.begin_snapshot(mesh, id, kind, stop)
+                } else {
+                    Ok(None)
+                }
+            }
+            Control::Ack(report) => {
+                let action = self.coordinator.as_mut().and_then(|co| co.on_ack(report));
+                match action {
+                    Some(a) => self.coordinate(mesh, a),
+                    None => Ok(None),
+                }
+            }
+            Control::Decline { id, worker, reason } => {
+                let now = now_ms();
+                let action = self
+                    .coordinator
+                    .as_mut()
+                    .and_then(|co| co.on_decline(id, format!("worker {worker}: {reason}"), now));
+                match action {
+                    Some(a) => self.coordinate(mesh, a),
+                    None => Ok(None),
+                }
+            }
+            Control::StopRequest => {
+                if let Some(co) = self.coordinator.as_mut() {
+                    co.request(Request {
+                        kind: SnapshotKind::Checkpoint,
+                        stop: true,
+                    });
+                }
+                Ok(None)
+            }
+            Control::Complete { id, stop } => self.on_complete(mesh, id, stop),
+            Control::Abort { id } => {
+                self.on_abort(mesh, id)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts snapshot `id` here: records the source offsets and sends barrier `id` to
+    /// every worker (itself included).
+    fn begin_snapshot(
+        &mut self,
+        mut mesh: Option<&mut Mesh>,
+        id: u64,
+        kind: SnapshotKind,
+        stop: bool,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        if let Some(a) = &self.align {
+            if a.id >= id {
+                return Ok(None);
+            }
+            // An older snapshot still aligning was given up by the coordinator.
+            self.release_alignment(mesh.as_deref_mut())?;
+        }
+        self.started_id = id;
+        let n = self.opts.parallelism.max(1) as usize;
+        self.align = Some(Alignment {
+            id,
+            kind,
+            stop,
+            offsets: self.source.offsets(),
+            barriers: vec![false; n],
+            blocked: (0..n).map(|_| VecDeque::new()).collect(),
+        });
+        if let Some(m) = mesh.as_deref_mut() {
+            let frame = codec::encode(&Frame::Barrier(id));
+            for j in 0..n as u32 {
+                if j != self.opts.index {
+                    m.send(j, frame.clone(), false);
+                }
+            }
+            if let Err(e) = m.pump() {
+                return Ok(Some(Outcome::Restart(e.to_string())));
+            }
+        }
+        let me = self.opts.index as usize;
+        self.on_barrier(mesh, me, id)
+    }
+
+    /// Barrier `id` arrived on channel `from`; with all of them in, the snapshot is taken.
+    fn on_barrier(
+        &mut self,
+        mut mesh: Option<&mut Mesh>,
+        from: usize,
+        id: u64,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        if id <= self.started_id && self.align.as_ref().is_none_or(|a| a.id != id) {
+            // A barrier of a snapshot already taken or given up.
+            return Ok(None);
+        }
+        if self.align.as_ref().is_none_or(|a| a.id < id) {
+            // A peer's barrier came before the coordinator's trigger: start here.
+            let (kind, stop) = (SnapshotKind::Checkpoint, false);
+            if let Some(o) = self.begin_snapshot(mesh.as_deref_mut(), id, kind, stop)? {
+                return Ok(Some(o));
+            }
+        }
+        let Some(a) = self.align.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(b) = a.barriers.get_mut(from) {
+            *b = true;
+        }
+        if a.barriers.iter().all(|b| *b) {
+            return self.take_snapshot(mesh);
+        }
+        Ok(None)
+    }
+
+    /// Every channel is aligned: snapshot state and output, upload, acknowledge, go on.
+    fn take_snapshot(
+        &mut self,
+        mut mesh: Option<&mut Mesh>,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        let Some(a) = self.align.as_ref() else {
+            return Ok(None);
+        };
+        let (id, kind, stop) = (a.id, a.kind, a.stop);
+        let offsets = a.offsets.clone();
+        let t0 = Instant::now();
+        self.emit()?;
         if !self.sink.exactly_once() {
             self.sink.flush()?;
         }
+        let result = self.upload(id, kind, offsets);
+        self.busy += t0.elapsed();
+        let reply = match result {
+            Ok(report) => Control::Ack(report),
+            Err(e) => {
+                tracing::error!(snapshot = id, error = %e, "cannot take my part of the snapshot");
+                self.metrics.checkpoint_failures.inc();
+                self.unack(id);
+                Control::Decline {
+                    id,
+                    worker: self.opts.index,
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if stop && matches!(reply, Control::Ack(_)) {
+            // Nothing after the final barrier is processed: the next run reads it again.
+            self.stopping = true;
+        }
+        self.release_alignment(mesh.as_deref_mut())?;
+        self.send_control(mesh, 0, reply)
+    }
+
+    /// Writes this worker's part of snapshot `id`; the epoch's output moves to `acked`.
+    fn upload(
+        &mut self,
+        id: u64,
+        kind: SnapshotKind,
+        offsets: Vec<SourceOffset>,
+    ) -> Result<AckReport, RuntimeError> {
         let snap_dir = self.opts.data_dir.join("snapshot");
         fresh_dir(&snap_dir)?;
-        let state_files = match self.processor.operator_mut() {
+        let files = match self.stage.operator_mut() {
             Some(op) => {
                 self.metrics.state_entries.set(op.state_mut().len() as i64);
                 op.state_mut().snapshot(&snap_dir)?
             }
             None => Vec::new(),
         };
+        let pending = if self.sink.exactly_once() {
+            let epoch = std::mem::take(&mut self.epoch);
+            let encoded = EncodedOutput::encode(self.opts.index, id, &epoch.records);
+            self.acked = Some((id, epoch));
+            Some(encoded?)
+        } else {
+            None
+        };
+        let uploaded =
+            self.rt.block_on(
+                self.writer
+                    .upload_part(kind, id, self.opts.index, &files, pending),
+            );
+        let _ = std::fs::remove_dir_all(&snap_dir);
+        let (state_files, pending_output) = uploaded?;
+        Ok(AckReport {
+            id,
+            worker: self.opts.index,
+            state_files,
+            source_offsets: offsets,
+            watermark_ms: self.stage.watermark(),
+            pending_output,
+            state_backend: self.backend_name.to_string(),
+        })
+    }
+
+    /// The output of snapshot `id` goes back into the current epoch (it was not taken).
+    fn unack(&mut self, id: u64) {
+        if self.acked.as_ref().is_some_and(|(a, _)| *a == id) {
+            if let Some((_, mut old)) = self.acked.take() {
+                old.records.append(&mut self.epoch.records);
+                old.triggers.append(&mut self.epoch.triggers);
+                self.epoch = old;
+            }
+        }
+    }
+
+    /// Ends the alignment: frames held back are processed in order.
+    fn release_alignment(&mut self, mesh: Option<&mut Mesh>) -> Result<(), RuntimeError> {
+        let Some(a) = self.align.take() else {
+            return Ok(());
+        };
+        let Some(m) = mesh else {
+            return Ok(());
+        };
+        for (from, frames) in a.blocked.into_iter().enumerate() {
+            for items in frames {
+                self.deliver_remote(m, from as u32, items)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on the coordinator's decision (worker 0).
+    fn coordinate(
+        &mut self,
+        mesh: Option<&mut Mesh>,
+        action: Action,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        match action {
+            Action::Trigger { id, kind, stop } => {
+                tracing::debug!(snapshot = id, ?kind, stop, "triggering");
+                self.broadcast(mesh, Control::Trigger { id, kind, stop })
+            }
+            Action::Abort { id, reason } => {
+                tracing::warn!(snapshot = id, %reason, "snapshot aborted");
+                self.metrics.checkpoint_failures.inc();
+                self.broadcast(mesh, Control::Abort { id })
+            }
+            Action::WriteManifest {
+                id,
+                kind,
+                stop,
+                reports,
+            } => {
+                let started = Instant::now();
+                let manifest = self.manifest_of(id, kind, &reports);
+                let written = self.rt.block_on(self.writer.write_manifest(&manifest));
+                let now = now_ms();
+                if let Err(e) = written {
+                    tracing::error!(snapshot = id, error = %e, "cannot write the manifest");
+                    if let Some(co) = self.coordinator.as_mut() {
+                        co.failed(id, now);
+                    }
+                    self.metrics.checkpoint_failures.inc();
+                    return self.broadcast(mesh, Control::Abort { id });
+                }
+                if let Some(Fault::AfterManifest { from }) = self.opts.fault {
+                    if id >= from {
+                        tracing::error!(
+                            checkpoint = id,
+                            "fault injection: aborting after the manifest, before the commit"
+                        );
+                        std::process::abort();
+                    }
+                }
+                if let Some(co) = self.coordinator.as_mut() {
+                    co.completed(id, now);
+                }
+                self.finish_checkpoint(&manifest, started);
+                if kind == SnapshotKind::Checkpoint {
+                    let retain = self.opts.manifest.spec.state.retain.max(1) as usize;
+                    if let Err(e) = self.rt.block_on(self.writer.retain(retain)) {
+                        tracing::warn!(error = %e, "checkpoint retention failed");
+                    }
+                }
+                self.broadcast(mesh, Control::Complete { id, stop })
+            }
+        }
+    }
+
+    /// The manifest of snapshot `id` from every worker's report.
+    fn manifest_of(&self, id: u64, kind: SnapshotKind, reports: &[AckReport]) -> SnapshotManifest {
         let spec = &self.opts.manifest.spec;
-        let content = SnapshotContent {
-            kind: SnapshotKind::Checkpoint,
+        let created_at_ms = now_ms();
+        SnapshotManifest {
+            format_version: FORMAT_VERSION,
+            kind,
             id,
             namespace: self.opts.manifest.namespace().to_string(),
             job: self.opts.manifest.metadata.name.clone(),
-            created_at_ms: now_ms(),
+            created_at_ms,
+            duration_ms: 0,
             max_parallelism: spec.max_parallelism,
             parallelism: self.opts.parallelism,
             state_backend: self.backend_name.to_string(),
             pipeline_fingerprint: pipeline_fingerprint(&self.opts.manifest),
-            state_files,
-            source_offsets: self.source.offsets(),
-            watermark_ms: self.processor.watermark(),
-            pending_output: if self.sink.exactly_once() {
-                Some(EncodedOutput::encode(
-                    self.opts.index,
-                    id,
-                    &self.epoch.records,
-                )?)
-            } else {
-                None
-            },
-        };
-        let manifest = match self.rt.block_on(self.writer.write(content, started)) {
-            Ok(m) => m,
-            Err(e) => {
-                // The epoch's output stays buffered and goes into the next checkpoint.
-                self.metrics.checkpoint_failures.inc();
-                tracing::error!(checkpoint = id, error = %e, "checkpoint failed");
-                let _ = std::fs::remove_dir_all(&snap_dir);
-                return Ok(());
-            }
-        };
-        if let Some(Fault::AfterManifest { from }) = self.opts.fault {
-            if id >= from {
-                tracing::error!(
-                    checkpoint = id,
-                    "fault injection: aborting after the manifest, before the commit"
-                );
-                std::process::abort();
+            state_files: reports
+                .iter()
+                .flat_map(|r| r.state_files.iter().cloned())
+                .collect(),
+            source_offsets: reports
+                .iter()
+                .flat_map(|r| r.source_offsets.iter().cloned())
+                .collect(),
+            // Aligned barriers give every worker the same watermark; the minimum is safe.
+            watermark_ms: reports.iter().filter_map(|r| r.watermark_ms).min(),
+            pending_output: reports
+                .iter()
+                .flat_map(|r| r.pending_output.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// Snapshot `id` is complete: commit its output; after a stop snapshot, leave.
+    fn on_complete(
+        &mut self,
+        mesh: Option<&mut Mesh>,
+        id: u64,
+        stop: bool,
+    ) -> Result<Option<Outcome>, RuntimeError> {
+        if let Some((acked, _)) = &self.acked {
+            if *acked == id {
+                if let Some((_, epoch)) = self.acked.take() {
+                    self.sink.commit_epoch(id, &epoch.records)?;
+                    let now = now_ms();
+                    for (r, t) in epoch.records.iter().zip(&epoch.triggers) {
+                        if r.destination == Destination::Sink {
+                            self.metrics.records_out.inc();
+                            self.metrics
+                                .end_to_end_latency_seconds
+                                .observe((now - t).max(0) as f64 / 1000.0);
+                        }
+                    }
+                }
             }
         }
+        if self.coordinator.is_none() {
+            self.last_checkpoint = Some(CheckpointInfo {
+                id,
+                time_ms: now_ms(),
+                duration_ms: 0,
+                size_bytes: 0,
+            });
+            self.metrics.last_checkpoint_id.set(id as i64);
+        }
+        if stop && self.stopping {
+            if let Some(m) = mesh {
+                m.bye();
+            }
+            return Ok(Some(Outcome::Stopped));
+        }
+        Ok(None)
+    }
+
+    /// Snapshot `id` was given up: its output is produced with the next one.
+    fn on_abort(&mut self, mesh: Option<&mut Mesh>, id: u64) -> Result<(), RuntimeError> {
+        if self.align.as_ref().is_some_and(|a| a.id == id) {
+            self.release_alignment(mesh)?;
+        }
+        self.unack(id);
+        if self.stopping {
+            self.stopping = false;
+            self.stop_failures += 1;
+            if self.stop_failures >= STOP_ATTEMPTS {
+                return Err(RuntimeError::Config(format!(
+                    "the final checkpoint failed {STOP_ATTEMPTS} times; stopping without it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends (at-least-once) or buffers (exactly-once) what processing produced.
+    fn emit(&mut self) -> Result<(), RuntimeError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
         if self.sink.exactly_once() {
-            self.sink.commit_epoch(id, &self.epoch.records)?;
+            self.out
+                .take_into(&mut self.epoch.records, &mut self.epoch.triggers);
+        } else {
+            self.sink.send_now(&self.out.records)?;
             let now = now_ms();
-            for (r, t) in self.epoch.records.iter().zip(&self.epoch.triggers) {
+            for (r, t) in self.out.records.iter().zip(&self.out.triggers) {
                 if r.destination == Destination::Sink {
                     self.metrics.records_out.inc();
                     self.metrics
@@ -486,13 +1092,7 @@ impl Worker {
                         .observe((now - t).max(0) as f64 / 1000.0);
                 }
             }
-            self.epoch = Epoch::default();
-        }
-        self.finish_checkpoint(&manifest, started);
-        let _ = std::fs::remove_dir_all(&snap_dir);
-        let retain = self.opts.manifest.spec.state.retain.max(1) as usize;
-        if let Err(e) = self.rt.block_on(self.writer.retain(retain)) {
-            tracing::warn!(error = %e, "checkpoint retention failed");
+            self.out.clear();
         }
         Ok(())
     }
@@ -514,7 +1114,8 @@ impl Worker {
         });
         tracing::info!(
             checkpoint = manifest.id,
-            duration_ms = duration.as_millis() as u64,
+            kind = ?manifest.kind,
+            workers = manifest.parallelism,
             state_bytes = size,
             "checkpoint complete"
         );
@@ -548,7 +1149,7 @@ impl Worker {
             });
         }
         let m = &self.metrics;
-        let watermark = self.processor.watermark();
+        let watermark = self.stage.watermark();
         let last = self.last_checkpoint.clone();
         self.status.update(|s| {
             s.phase = phase.to_string();
@@ -626,6 +1227,7 @@ fn settle_pending(
 }
 
 /// Builds a tokio runtime, starts HTTP, runs the worker until `shutdown`, and returns.
+/// When a peer fails, the worker restores from the last complete checkpoint and rejoins.
 pub fn run_worker(
     opts: WorkerOptions,
     shutdown: Arc<AtomicBool>,
@@ -647,8 +1249,7 @@ pub fn run_worker(
     std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
     let final_status = opts.data_dir.join(FINAL_STATUS_FILE);
     let _ = std::fs::remove_file(&final_status);
-    let result = Worker::start(opts, rt.handle().clone(), metrics, status.clone())
-        .and_then(|worker| worker.run(&shutdown));
+    let result = run_attempts(Arc::new(opts), &shutdown, rt, &metrics, &status);
     if let Err(e) = &result {
         status.update(|s| {
             s.phase = "failed".into();
@@ -663,4 +1264,85 @@ pub fn run_worker(
         }
     }
     result
+}
+
+fn run_attempts(
+    opts: Arc<WorkerOptions>,
+    shutdown: &AtomicBool,
+    rt: &tokio::runtime::Runtime,
+    metrics: &Arc<Metrics>,
+    status: &Arc<SharedStatus>,
+) -> Result<(), RuntimeError> {
+    let listener = if opts.parallelism > 1 {
+        let own = opts.peers.get(opts.index as usize).ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "parallelism {} needs {} peer addresses, {} given",
+                opts.parallelism,
+                opts.parallelism,
+                opts.peers.len()
+            ))
+        })?;
+        let addr = match opts.shuffle_listen {
+            Some(a) => a,
+            None => listen_address(own)?,
+        };
+        let l = ShuffleListener::bind(addr).map_err(|source| RuntimeError::Io {
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })?;
+        tracing::info!(address = %l.local_addr(), peers = ?opts.peers, "shuffle listening");
+        Some(l)
+    } else {
+        None
+    };
+    loop {
+        let mut worker = Worker::start(
+            opts.clone(),
+            rt.handle().clone(),
+            metrics.clone(),
+            status.clone(),
+        )?;
+        let outcome = worker.run(shutdown, listener.as_ref());
+        if let Some(l) = &listener {
+            // Peers dialing between attempts are turned away until the next one.
+            l.set_identity(None);
+        }
+        match outcome {
+            Ok(Outcome::Stopped) => {
+                worker.publish_status("stopped");
+                tracing::info!(
+                    checkpoint = ?worker.last_checkpoint.as_ref().map(|c| c.id),
+                    "stopped"
+                );
+                return Ok(());
+            }
+            Ok(Outcome::Restart(why)) => {
+                status.set_ready(false);
+                metrics.job_restarts.inc();
+                tracing::warn!(reason = %why, "restarting from the last complete checkpoint");
+                drop(worker);
+                if shutdown.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The address to listen on for a peer entry `host:port`: every interface, that port.
+fn listen_address(own: &str) -> Result<SocketAddr, RuntimeError> {
+    let port = own
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .ok_or_else(|| RuntimeError::Config(format!("peer address {own:?} has no port")))?;
+    // Loopback entries listen on loopback only (local runs and tests).
+    let host = own.rsplit_once(':').map(|(h, _)| h).unwrap_or("");
+    let ip = if host == "127.0.0.1" || host == "localhost" {
+        std::net::Ipv4Addr::LOCALHOST
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED
+    };
+    Ok(SocketAddr::from((ip, port)))
 }

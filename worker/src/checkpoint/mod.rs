@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use rivulet_api::manifest::{
-    PendingOutput, SnapshotKind, SnapshotManifest, SourceOffset, StateFile, FORMAT_VERSION,
+    PendingOutput, SnapshotKind, SnapshotManifest, StateFile, FORMAT_VERSION,
 };
 
 use crate::output::OutRecord;
@@ -40,24 +40,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Everything a snapshot records besides its identity.
-pub struct SnapshotContent {
-    pub kind: SnapshotKind,
-    pub id: u64,
-    pub namespace: String,
-    pub job: String,
-    pub created_at_ms: i64,
-    pub max_parallelism: u32,
-    pub parallelism: u32,
-    pub state_backend: String,
-    pub pipeline_fingerprint: String,
-    pub state_files: Vec<LocalStateFile>,
-    pub source_offsets: Vec<SourceOffset>,
-    pub watermark_ms: Option<i64>,
-    /// The epoch's output of an exactly-once sink.
-    pub pending_output: Option<EncodedOutput>,
 }
 
 /// An exactly-once sink's epoch output, encoded for the snapshot.
@@ -104,30 +86,39 @@ impl SnapshotWriter {
         &self.store
     }
 
-    /// Lets later snapshots reuse the immutable files of a restored snapshot.
-    pub fn adopt_shared(&mut self, manifest: &SnapshotManifest) {
+    /// Lets later snapshots reuse the immutable files of a restored snapshot that held
+    /// exactly the key groups `range` (files of other ranges may share names with ours).
+    pub fn adopt_shared(&mut self, manifest: &SnapshotManifest, range: std::ops::Range<u32>) {
         for f in &manifest.state_files {
-            if f.path.starts_with("shared/") {
+            if f.path.starts_with("shared/")
+                && f.key_group_start == range.start
+                && f.key_group_end == range.end
+            {
                 self.shared.insert(f.local_name.clone(), f.clone());
             }
         }
     }
 
-    /// Uploads the content and writes the manifest; returns the manifest.
-    pub async fn write(
+    /// Uploads one worker's part of snapshot `id`: its state files (immutable ones once,
+    /// under `shared/`; the others under the snapshot's `w<worker>/`) and its sink's pending
+    /// output. Returns the manifest entries; the coordinator writes the manifest.
+    pub async fn upload_part(
         &mut self,
-        content: SnapshotContent,
-        started: std::time::Instant,
-    ) -> Result<SnapshotManifest, CheckpointError> {
-        let dir = JobStore::snapshot_dir(content.kind, content.id);
-        let mut state_files = Vec::with_capacity(content.state_files.len());
-        for f in &content.state_files {
+        kind: SnapshotKind,
+        id: u64,
+        worker: u32,
+        files: &[LocalStateFile],
+        pending: Option<EncodedOutput>,
+    ) -> Result<(Vec<StateFile>, Vec<PendingOutput>), CheckpointError> {
+        let dir = JobStore::snapshot_dir(kind, id);
+        let mut state_files = Vec::with_capacity(files.len());
+        for f in files {
             let local_name = f
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| CheckpointError::Invalid {
-                    id: content.id,
+                    id,
                     reason: format!("state file {} has no name", f.path.display()),
                 })?;
             if f.immutable {
@@ -142,7 +133,7 @@ impl SnapshotWriter {
             let rel = if f.immutable {
                 format!("{}/{local_name}", self.shared_dir)
             } else {
-                format!("{dir}/{local_name}")
+                format!("{dir}/w{worker}/{local_name}")
             };
             let (size, crc32c) = self.store.put_file(&rel, &f.path).await?;
             let entry = StateFile {
@@ -160,7 +151,7 @@ impl SnapshotWriter {
             state_files.push(entry);
         }
         let mut pending_output = Vec::new();
-        if let Some(out) = content.pending_output {
+        if let Some(out) = pending {
             let rel = format!("{dir}/output-{}.bin", out.slot);
             let (size, crc32c) = self.store.put_bytes(&rel, out.data).await?;
             pending_output.push(PendingOutput {
@@ -172,25 +163,13 @@ impl SnapshotWriter {
                 crc32c,
             });
         }
-        let manifest = SnapshotManifest {
-            format_version: FORMAT_VERSION,
-            kind: content.kind,
-            id: content.id,
-            namespace: content.namespace,
-            job: content.job,
-            created_at_ms: content.created_at_ms,
-            duration_ms: started.elapsed().as_millis() as u64,
-            max_parallelism: content.max_parallelism,
-            parallelism: content.parallelism,
-            state_backend: content.state_backend,
-            pipeline_fingerprint: content.pipeline_fingerprint,
-            state_files,
-            source_offsets: content.source_offsets,
-            watermark_ms: content.watermark_ms,
-            pending_output,
-        };
-        self.store.write_manifest(&manifest).await?;
-        Ok(manifest)
+        Ok((state_files, pending_output))
+    }
+
+    /// Writes the manifest, which makes the snapshot exist.
+    pub async fn write_manifest(&self, manifest: &SnapshotManifest) -> Result<(), CheckpointError> {
+        self.store.write_manifest(manifest).await?;
+        Ok(())
     }
 
     /// Keeps the newest `keep` checkpoints with a manifest and deletes the rest, including
@@ -281,7 +260,10 @@ pub async fn fetch_snapshot(
                 reason: format!("bad local file name {:?}", f.local_name),
             });
         }
-        let local = local_dir.join(&f.local_name);
+        // Files of different workers may share names (RocksDB's CURRENT, MANIFEST, ...).
+        let sub = local_dir.join(format!("{}-{}", f.key_group_start, f.key_group_end));
+        std::fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+        let local = sub.join(&f.local_name);
         store.get_file(&f.path, &local, f.size, f.crc32c).await?;
         bytes_read += f.size;
         state_files.push(LocalStateFile {
