@@ -17,6 +17,17 @@ pub struct CheckpointInfo {
     pub size_bytes: u64,
 }
 
+/// The last savepoint this job completed (reported by worker 0).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SavepointInfo {
+    /// Its snapshot id.
+    pub id: u64,
+    /// Its directory URL, for `spec.restoreFrom`.
+    pub path: String,
+    pub size_bytes: u64,
+}
+
 /// One source partition's position.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
@@ -42,6 +53,11 @@ pub struct WorkerStatus {
     pub state_backend: String,
     /// The checkpoint or savepoint id the worker restored from.
     pub restored_from: Option<u64>,
+    /// Bytes of state it downloaded to restore (only files of its own key groups).
+    pub restored_bytes: u64,
+    /// The key groups `[keyGroupStart, keyGroupEnd)` this worker owns.
+    pub key_group_start: u32,
+    pub key_group_end: u32,
     pub records_in: u64,
     pub records_processed: u64,
     pub records_filtered: u64,
@@ -55,5 +71,6 @@ pub struct WorkerStatus {
     pub lag: i64,
     pub partitions: Vec<PartitionStatus>,
     pub last_checkpoint: Option<CheckpointInfo>,
+    pub last_savepoint: Option<SavepointInfo>,
     pub error: Option<String>,
 }

@@ -137,9 +137,11 @@ impl Coordinator {
 
     /// Queues a savepoint or a stop; it is triggered when nothing is in flight.
     pub fn request(&mut self, request: Request) {
-        if !self.requests.contains(&request) {
-            self.requests.push(request);
+        // Every worker may ask to stop; one stop is enough. Savepoints are all taken.
+        if request.stop && self.requests.iter().any(|r| r.stop) {
+            return;
         }
+        self.requests.push(request);
     }
 
     /// Whether a stop is requested or in flight.

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod record;
 pub mod runtime;
+pub mod savepoints;
 pub mod shuffle;
 pub mod stage;
 pub mod state;

@@ -52,6 +52,9 @@ struct Args {
     /// entry in --peers).
     #[arg(long, env = "RIVULET_SHUFFLE_LISTEN")]
     shuffle_listen: Option<SocketAddr>,
+    /// Bearer token the control API (savepoints, on worker 0) requires.
+    #[arg(long, env = "RIVULET_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
     /// Only validate the manifest and exit.
     #[arg(long)]
     validate: bool,
@@ -149,6 +152,7 @@ fn run() -> anyhow::Result<()> {
         data_dir,
         bootstrap: args.bootstrap_servers,
         http: args.http,
+        control_token: args.control_token.filter(|t| !t.is_empty()),
         fault,
     };
     run_worker(opts, shutdown, &rt)?;

@@ -46,11 +46,13 @@ use crate::metrics::{CheckpointInfo, Metrics, PartitionLabels, PartitionStatus, 
 use crate::output::{Destination, OutRecord};
 use crate::pipeline::Pipeline;
 use crate::record::SourceRecord;
+use crate::savepoints::SavepointBoard;
 use crate::shuffle::codec::{self, Frame};
 use crate::shuffle::net::{Event, Identity, Mesh, MeshError, ShuffleListener};
 use crate::stage::keyed::KeyedStage;
 use crate::stage::route::Router;
 use crate::stage::{Item, Output};
+use crate::state::canonical;
 use crate::state::heap::HeapBackend;
 use crate::state::rocks::RocksBackend;
 use crate::state::{StateBackend, StateError};
@@ -60,6 +62,10 @@ const MAX_BATCH: usize = 4096;
 /// Items per shuffle data frame.
 const FRAME_ITEMS: usize = 1024;
 const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// Records handed to an at-least-once sink at a time.
+const EMIT_SLICE: usize = 256;
+/// How long worker 0 keeps answering after a stop with a savepoint.
+const STOP_LINGER: Duration = Duration::from_secs(3);
 /// How long a checkpoint may take before the coordinator aborts it (at least).
 const MIN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stop snapshots tried before a stop gives up.
@@ -91,19 +97,26 @@ pub enum RuntimeError {
     },
 }
 
-/// A crash to inject, for tests.
+/// A fault to inject, for tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Abort right after writing the manifest of checkpoint `>= from`, before the commit.
     AfterManifest { from: u64 },
+    /// An at-least-once sink that takes at most `per_second` records per second.
+    SlowSink { per_second: u64 },
 }
 
 impl Fault {
-    /// Parses `after-manifest` or `after-manifest:N`.
+    /// Parses `after-manifest`, `after-manifest:N` or `slow-sink:N`.
     pub fn parse(s: &str) -> Option<Fault> {
         let s = s.trim();
         if s == "after-manifest" {
             return Some(Fault::AfterManifest { from: 0 });
+        }
+        if let Some(n) = s.strip_prefix("slow-sink:") {
+            return Some(Fault::SlowSink {
+                per_second: n.parse().ok()?,
+            });
         }
         let n = s.strip_prefix("after-manifest:")?.parse().ok()?;
         Some(Fault::AfterManifest { from: n })
@@ -123,6 +136,8 @@ pub struct WorkerOptions {
     /// Overrides the source's (and, when it names none, the sink's) bootstrap servers.
     pub bootstrap: Option<String>,
     pub http: SocketAddr,
+    /// Bearer token the control API requires (`None`: open).
+    pub control_token: Option<String>,
     pub fault: Option<Fault>,
 }
 
@@ -212,6 +227,16 @@ pub struct Worker {
     backend_name: &'static str,
     busy: Duration,
     blocked: Duration,
+    /// When the status was last published, and since when busy/blocked time is counted.
+    last_status: Instant,
+    window_start: Instant,
+    phase: &'static str,
+    /// Savepoint requests (worker 0): the board, those waiting for their trigger, the one
+    /// in flight (snapshot id, request), and a stop-with-savepoint to retry.
+    board: Arc<SavepointBoard>,
+    sp_waiting: VecDeque<(u64, bool)>,
+    sp_in_flight: Option<(u64, u64, bool)>,
+    sp_retry: Option<u64>,
 }
 
 impl Worker {
@@ -222,6 +247,7 @@ impl Worker {
         rt: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
         status: Arc<SharedStatus>,
+        board: Arc<SavepointBoard>,
     ) -> Result<Worker, RuntimeError> {
         let m = &opts.manifest;
         let spec = &m.spec;
@@ -241,13 +267,33 @@ impl Worker {
         let store = JobStore::open(&spec.state.storage, &ns, &job)?;
         let restore_dir = opts.data_dir.join("restore");
         fresh_dir(&restore_dir)?;
-        let mut restored = rt.block_on(checkpoint::fetch_latest_checkpoint(
-            &store,
-            key_groups.clone(),
-            &restore_dir,
-        ))?;
+        // restoreFrom wins over this job's checkpoints when it is newer: a savepoint of this
+        // job taken for a rescale or an upgrade. Another job's snapshot only starts a job
+        // that has no checkpoint yet.
+        let initial = spec
+            .restore_from
+            .as_ref()
+            .map(|url| JobStore::for_snapshot_url(url).map(|s| (url, s)))
+            .transpose()?;
+        let newest_checkpoint = rt
+            .block_on(store.list_snapshots(SnapshotKind::Checkpoint))?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let savepoint_first = initial
+            .as_ref()
+            .is_some_and(|(_, (s, _, id))| s.url() == store.url() && *id > newest_checkpoint);
+        let mut restored = if savepoint_first {
+            None
+        } else {
+            rt.block_on(checkpoint::fetch_latest_checkpoint(
+                &store,
+                key_groups.clone(),
+                &restore_dir,
+            ))?
+        };
         if restored.is_none() {
-            if let Some(url) = &spec.restore_from {
+            if let Some((url, _)) = &initial {
                 let (sp_store, kind, id) = JobStore::for_snapshot_url(url)?;
                 let dir = restore_dir.join("initial");
                 fresh_dir(&dir)?;
@@ -326,13 +372,17 @@ impl Worker {
         let identity = SinkIdentity::of(&ns, &job, opts.index);
         let txn_flag = opts.data_dir.join("transaction-open");
         let _ = std::fs::remove_file(&txn_flag);
-        let sink = KafkaSink::open(
+        let mut sink = KafkaSink::open(
             &p.sink,
             &sink_bootstrap,
             &dlq_topic,
             &identity,
             Some(txn_flag),
         )?;
+        if let Some(Fault::SlowSink { per_second }) = opts.fault {
+            tracing::warn!(per_second, "fault injection: a slow sink");
+            sink.throttle(per_second);
+        }
         if let Some(r) = &restored {
             settle_pending(&sink, r, opts.index, &metrics)?;
         }
@@ -393,10 +443,14 @@ impl Worker {
         }
         let _ = std::fs::remove_dir_all(&restore_dir);
         let agg_names: Vec<String> = p.aggregates.iter().map(|a| a.name.clone()).collect();
+        let restored_bytes = restored.as_ref().map_or(0, |r| r.bytes_read);
         status.update(|s| {
             s.phase = "connecting".into();
             s.state_backend = backend_name.into();
             s.restored_from = restored_from;
+            s.restored_bytes = restored_bytes;
+            s.key_group_start = key_groups.start;
+            s.key_group_end = key_groups.end;
         });
         let n = opts.parallelism.max(1) as usize;
         let router = Router::new(
@@ -431,6 +485,13 @@ impl Worker {
             backend_name,
             busy: Duration::ZERO,
             blocked: Duration::ZERO,
+            last_status: Instant::now(),
+            window_start: Instant::now(),
+            phase: "running",
+            board,
+            sp_waiting: VecDeque::new(),
+            sp_in_flight: None,
+            sp_retry: None,
             opts,
         })
     }
@@ -471,8 +532,9 @@ impl Worker {
             Duration::from_millis(100)
         };
         let mut batch: Vec<SourceRecord> = Vec::with_capacity(MAX_BATCH);
-        let mut last_status = Instant::now();
-        let mut window_start = Instant::now();
+        self.last_status = Instant::now();
+        self.window_start = Instant::now();
+        self.phase = "running";
         let mut stop_requested = false;
         loop {
             if shutdown.load(Ordering::Relaxed) && !stop_requested {
@@ -481,7 +543,16 @@ impl Worker {
                 self.status.update(|s| s.phase = "stopping".into());
                 self.send_control(mesh.as_mut(), 0, Control::StopRequest)?;
             }
-            // The coordinator's schedule.
+            // Savepoint requests from the control API, then the coordinator's schedule.
+            if let Some(co) = self.coordinator.as_mut() {
+                for (req, stop) in self.board.take_queued() {
+                    co.request(Request {
+                        kind: SnapshotKind::Savepoint,
+                        stop,
+                    });
+                    self.sp_waiting.push_back((req, stop));
+                }
+            }
             let action = self.coordinator.as_mut().and_then(|c| c.tick(now_ms()));
             if let Some(action) = action {
                 if let Some(o) = self.coordinate(mesh.as_mut(), action)? {
@@ -535,29 +606,38 @@ impl Worker {
                     return Ok(Outcome::Restart(e.to_string()));
                 }
             }
-            if last_status.elapsed() >= STATUS_EVERY {
-                let elapsed = window_start.elapsed().as_secs_f64().max(1e-9);
-                self.metrics
-                    .busy_permille
-                    .set((self.busy.as_secs_f64() / elapsed * 1000.0).round() as i64);
-                let blocked = self.sink.take_blocked() + self.blocked;
-                self.metrics.backpressure_permille.set(
-                    (blocked.as_secs_f64() / elapsed * 1000.0)
-                        .round()
-                        .min(1000.0) as i64,
-                );
-                self.busy = Duration::ZERO;
-                self.blocked = Duration::ZERO;
-                window_start = Instant::now();
-                let phase = if stop_requested || self.stopping {
-                    "stopping"
-                } else {
-                    "running"
-                };
-                self.publish_status(phase);
-                last_status = Instant::now();
+            if stop_requested {
+                self.phase = "stopping";
             }
+            self.tick_status();
         }
+    }
+
+    /// Every [`STATUS_EVERY`]: the busy and backpressure ratios, and the status document.
+    fn tick_status(&mut self) {
+        if self.last_status.elapsed() < STATUS_EVERY {
+            return;
+        }
+        let elapsed = self.window_start.elapsed().as_secs_f64().max(1e-9);
+        self.metrics
+            .busy_permille
+            .set((self.busy.as_secs_f64() / elapsed * 1000.0).round() as i64);
+        let blocked = self.sink.take_blocked() + self.blocked;
+        self.metrics.backpressure_permille.set(
+            (blocked.as_secs_f64() / elapsed * 1000.0)
+                .round()
+                .min(1000.0) as i64,
+        );
+        self.busy = Duration::ZERO;
+        self.blocked = Duration::ZERO;
+        self.window_start = Instant::now();
+        let phase = if self.stopping {
+            "stopping"
+        } else {
+            self.phase
+        };
+        self.publish_status(phase);
+        self.last_status = Instant::now();
     }
 
     /// Routes one polled batch: own key groups to the operator in process, the others to
@@ -863,10 +943,22 @@ impl Worker {
     ) -> Result<AckReport, RuntimeError> {
         let snap_dir = self.opts.data_dir.join("snapshot");
         fresh_dir(&snap_dir)?;
+        let range = range_for_worker(
+            self.opts.index,
+            self.opts.parallelism,
+            self.opts.manifest.spec.max_parallelism,
+        );
         let files = match self.stage.operator_mut() {
             Some(op) => {
                 self.metrics.state_entries.set(op.state_mut().len() as i64);
-                op.state_mut().snapshot(&snap_dir)?
+                match kind {
+                    SnapshotKind::Checkpoint => op.state_mut().snapshot(&snap_dir)?,
+                    // Savepoints are canonical, one file per key group: any backend restores
+                    // them at any parallelism, reading only its own key groups.
+                    SnapshotKind::Savepoint => {
+                        canonical::export_by_key_group(op.state_mut(), range, &snap_dir)?
+                    }
+                }
             }
             None => Vec::new(),
         };
@@ -932,10 +1024,22 @@ impl Worker {
         match action {
             Action::Trigger { id, kind, stop } => {
                 tracing::debug!(snapshot = id, ?kind, stop, "triggering");
+                if kind == SnapshotKind::Savepoint {
+                    let retry = if stop { self.sp_retry.take() } else { None };
+                    let req = retry.or_else(|| {
+                        let at = self.sp_waiting.iter().position(|(_, s)| *s == stop)?;
+                        self.sp_waiting.remove(at).map(|(r, _)| r)
+                    });
+                    if let Some(req) = req {
+                        self.board.started(req, id);
+                        self.sp_in_flight = Some((id, req, stop));
+                    }
+                }
                 self.broadcast(mesh, Control::Trigger { id, kind, stop })
             }
             Action::Abort { id, reason } => {
                 tracing::warn!(snapshot = id, %reason, "snapshot aborted");
+                self.savepoint_failed(id, &reason);
                 self.metrics.checkpoint_failures.inc();
                 self.broadcast(mesh, Control::Abort { id })
             }
@@ -951,6 +1055,7 @@ impl Worker {
                 let now = now_ms();
                 if let Err(e) = written {
                     tracing::error!(snapshot = id, error = %e, "cannot write the manifest");
+                    self.savepoint_failed(id, &e.to_string());
                     if let Some(co) = self.coordinator.as_mut() {
                         co.failed(id, now);
                     }
@@ -970,6 +1075,25 @@ impl Worker {
                     co.completed(id, now);
                 }
                 self.finish_checkpoint(&manifest, started);
+                if let Some((sp, req, _)) = self.sp_in_flight {
+                    if sp == id {
+                        self.sp_in_flight = None;
+                        let path = format!(
+                            "{}/{}",
+                            self.writer.store().url(),
+                            JobStore::snapshot_dir(SnapshotKind::Savepoint, id)
+                        );
+                        tracing::info!(savepoint = id, %path, bytes = manifest.state_size(), "savepoint complete");
+                        self.board
+                            .completed(req, path.clone(), manifest.state_size());
+                        let info = rivulet_api::status::SavepointInfo {
+                            id,
+                            path,
+                            size_bytes: manifest.state_size(),
+                        };
+                        self.status.update(|s| s.last_savepoint = Some(info));
+                    }
+                }
                 if kind == SnapshotKind::Checkpoint {
                     let retain = self.opts.manifest.spec.state.retain.max(1) as usize;
                     if let Err(e) = self.rt.block_on(self.writer.retain(retain)) {
@@ -978,6 +1102,38 @@ impl Worker {
                 }
                 self.broadcast(mesh, Control::Complete { id, stop })
             }
+        }
+    }
+
+    /// Snapshot `id` failed: a savepoint request fails, a stop-with-savepoint is retried.
+    fn savepoint_failed(&mut self, id: u64, reason: &str) {
+        if let Some((sp, req, stop)) = self.sp_in_flight {
+            if sp == id {
+                self.sp_in_flight = None;
+                if stop {
+                    self.sp_retry = Some(req);
+                } else {
+                    self.board.failed(req, reason.to_string());
+                }
+            }
+        }
+    }
+
+    /// Requests this attempt will not finish fail, so their callers ask again.
+    fn drop_savepoint_requests(&mut self, why: &str) {
+        let reqs = self
+            .sp_in_flight
+            .take()
+            .map(|(_, r, _)| r)
+            .into_iter()
+            .chain(self.sp_retry.take())
+            .chain(self.sp_waiting.drain(..).map(|(r, _)| r))
+            .collect::<Vec<_>>();
+        for r in reqs {
+            self.board.failed(
+                r,
+                format!("the job restarted ({why}); request the savepoint again"),
+            );
         }
     }
 
@@ -1082,16 +1238,26 @@ impl Worker {
             self.out
                 .take_into(&mut self.epoch.records, &mut self.epoch.triggers);
         } else {
-            self.sink.send_now(&self.out.records)?;
-            let now = now_ms();
-            for (r, t) in self.out.records.iter().zip(&self.out.triggers) {
-                if r.destination == Destination::Sink {
-                    self.metrics.records_out.inc();
-                    self.metrics
-                        .end_to_end_latency_seconds
-                        .observe((now - t).max(0) as f64 / 1000.0);
+            // In slices, so the gauges stay live while a slow sink blocks.
+            let out = std::mem::take(&mut self.out);
+            for (records, triggers) in out
+                .records
+                .chunks(EMIT_SLICE)
+                .zip(out.triggers.chunks(EMIT_SLICE))
+            {
+                self.sink.send_now(records)?;
+                let now = now_ms();
+                for (r, t) in records.iter().zip(triggers) {
+                    if r.destination == Destination::Sink {
+                        self.metrics.records_out.inc();
+                        self.metrics
+                            .end_to_end_latency_seconds
+                            .observe((now - t).max(0) as f64 / 1000.0);
+                    }
                 }
+                self.tick_status();
             }
+            self.out = out;
             self.out.clear();
         }
         Ok(())
@@ -1235,11 +1401,18 @@ pub fn run_worker(
 ) -> Result<(), RuntimeError> {
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(SharedStatus::default());
+    let board = Arc::new(SavepointBoard::default());
+    let control = crate::http::ControlApi {
+        board: board.clone(),
+        token: opts.control_token.clone(),
+        coordinator: opts.index == 0,
+    };
     let bound = rt
         .block_on(crate::http::serve(
             opts.http,
             metrics.clone(),
             status.clone(),
+            control,
         ))
         .map_err(|source| RuntimeError::Io {
             path: PathBuf::from(opts.http.to_string()),
@@ -1249,7 +1422,7 @@ pub fn run_worker(
     std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
     let final_status = opts.data_dir.join(FINAL_STATUS_FILE);
     let _ = std::fs::remove_file(&final_status);
-    let result = run_attempts(Arc::new(opts), &shutdown, rt, &metrics, &status);
+    let result = run_attempts(Arc::new(opts), &shutdown, rt, &metrics, &status, &board);
     if let Err(e) = &result {
         status.update(|s| {
             s.phase = "failed".into();
@@ -1272,6 +1445,7 @@ fn run_attempts(
     rt: &tokio::runtime::Runtime,
     metrics: &Arc<Metrics>,
     status: &Arc<SharedStatus>,
+    board: &Arc<SavepointBoard>,
 ) -> Result<(), RuntimeError> {
     let listener = if opts.parallelism > 1 {
         let own = opts.peers.get(opts.index as usize).ok_or_else(|| {
@@ -1301,6 +1475,7 @@ fn run_attempts(
             rt.handle().clone(),
             metrics.clone(),
             status.clone(),
+            board.clone(),
         )?;
         let outcome = worker.run(shutdown, listener.as_ref());
         if let Some(l) = &listener {
@@ -1310,6 +1485,11 @@ fn run_attempts(
         match outcome {
             Ok(Outcome::Stopped) => {
                 worker.publish_status("stopped");
+                if opts.index == 0 && status.get().last_savepoint.is_some() {
+                    // Whoever asked for the savepoint polls for its path: answer a little
+                    // longer (the path also stays in the final status file).
+                    std::thread::sleep(STOP_LINGER);
+                }
                 tracing::info!(
                     checkpoint = ?worker.last_checkpoint.as_ref().map(|c| c.id),
                     "stopped"
@@ -1317,6 +1497,7 @@ fn run_attempts(
                 return Ok(());
             }
             Ok(Outcome::Restart(why)) => {
+                worker.drop_savepoint_requests(&why);
                 status.set_ready(false);
                 metrics.job_restarts.inc();
                 tracing::warn!(reason = %why, "restarting from the last complete checkpoint");

@@ -96,6 +96,8 @@ pub struct KafkaSink {
     marker_group: String,
     txn_flag: Option<PathBuf>,
     blocked_ns: AtomicU64,
+    /// At most this many records per second (a test's slow sink): (rate, start, sent).
+    throttle: Option<(u64, std::time::Instant, std::sync::atomic::AtomicU64)>,
 }
 
 impl KafkaSink {
@@ -159,6 +161,7 @@ impl KafkaSink {
             marker_group: identity.marker_group.clone(),
             txn_flag,
             blocked_ns: AtomicU64::new(0),
+            throttle: None,
         })
     }
 
@@ -211,10 +214,30 @@ impl KafkaSink {
         Duration::from_nanos(self.blocked_ns.swap(0, Ordering::Relaxed))
     }
 
+    /// Limits at-least-once output to `records_per_second` (fault injection for tests: a
+    /// slow downstream system). The time spent waiting counts as backpressure.
+    pub fn throttle(&mut self, records_per_second: u64) {
+        self.throttle = Some((
+            records_per_second.max(1),
+            std::time::Instant::now(),
+            AtomicU64::new(0),
+        ));
+    }
+
     /// At-least-once: produces now. (Exactly-once sinks buffer per epoch instead.)
     pub fn send_now(&self, records: &[OutRecord]) -> Result<(), SinkError> {
         for r in records {
             self.produce(r)?;
+        }
+        if let Some((rate, start, sent)) = &self.throttle {
+            let sent =
+                sent.fetch_add(records.len() as u64, Ordering::Relaxed) + records.len() as u64;
+            let due = Duration::from_secs_f64(sent as f64 / *rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+                self.blocked_ns
+                    .fetch_add(wait.as_nanos() as u64, Ordering::Relaxed);
+            }
         }
         Ok(())
     }

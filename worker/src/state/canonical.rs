@@ -121,6 +121,65 @@ pub fn export(
     }
 }
 
+/// Writes the state of any backend as one canonical file per key group that holds
+/// entries, named `kg-<key group>.kg` in `dir`: the savepoint layout, so a worker restoring
+/// at any parallelism downloads exactly the key groups it owns.
+pub fn export_by_key_group(
+    backend: &mut dyn StateBackend,
+    range: Range<u32>,
+    dir: &Path,
+) -> Result<Vec<super::LocalStateFile>, StateError> {
+    let mut files = Vec::new();
+    let mut current: Option<(u32, Writer)> = None;
+    let mut failed = None;
+    backend.for_each(&mut |kg, key, value| {
+        if failed.is_some() || !range.contains(&kg) {
+            return;
+        }
+        if current.as_ref().is_none_or(|(g, _)| *g != kg) {
+            if let Some((g, w)) = current.take() {
+                match w.finish() {
+                    Ok(_) => files.push(kg_file(dir, g)),
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                }
+            }
+            match Writer::create(&dir.join(format!("kg-{kg}.kg")), kg..kg + 1) {
+                Ok(w) => current = Some((kg, w)),
+                Err(e) => {
+                    failed = Some(e);
+                    return;
+                }
+            }
+        }
+        if let Some((_, w)) = current.as_mut() {
+            if let Err(e) = w.append(kg, key, value) {
+                failed = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if let Some((g, w)) = current.take() {
+        w.finish()?;
+        files.push(kg_file(dir, g));
+    }
+    Ok(files)
+}
+
+fn kg_file(dir: &Path, kg: u32) -> super::LocalStateFile {
+    super::LocalStateFile {
+        path: dir.join(format!("kg-{kg}.kg")),
+        format: rivulet_api::manifest::StateFileFormat::Canonical,
+        key_group_start: kg,
+        key_group_end: kg + 1,
+        immutable: false,
+    }
+}
+
 /// Calls `f` with every entry of the canonical file at `path` whose key group is in `range`,
 /// in `(key group, key)` order, after verifying the whole file.
 pub fn read_file(

@@ -1,0 +1,137 @@
+//! Savepoint requests from the control API and their progress: the board the HTTP server
+//! writes requests on and the coordinator (worker 0) reports back to.
+//!
+//! A request gets an id at once (`POST /savepoints`); the coordinator triggers it when no
+//! other snapshot is in flight, and `GET /savepoints/{id}` reports `pending`,
+//! `in-progress` (with the snapshot id), `completed` (with the savepoint's path and size)
+//! or `failed` (with the reason). A stop-with-savepoint that fails is retried under the same
+//! request id.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One savepoint request's progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointStatus {
+    pub id: u64,
+    /// `pending`, `in-progress`, `completed` or `failed`.
+    pub state: String,
+    /// Stop the job once the savepoint is complete.
+    pub stop: bool,
+    pub requested_at_ms: i64,
+    /// The snapshot id it is (or was) taken as.
+    pub snapshot_id: Option<u64>,
+    /// The savepoint's directory URL, to put in `restoreFrom`.
+    pub path: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    queued: Vec<(u64, bool)>,
+    all: BTreeMap<u64, SavepointStatus>,
+}
+
+/// Requests and their progress, shared by the HTTP server and the processing loop.
+#[derive(Default)]
+pub struct SavepointBoard {
+    inner: Mutex<Inner>,
+}
+
+impl SavepointBoard {
+    /// Records a request; returns its id.
+    pub fn request(&self, stop: bool, now_ms: i64) -> u64 {
+        let Ok(mut g) = self.inner.lock() else {
+            return 0;
+        };
+        g.next += 1;
+        let id = g.next;
+        g.queued.push((id, stop));
+        g.all.insert(
+            id,
+            SavepointStatus {
+                id,
+                state: "pending".into(),
+                stop,
+                requested_at_ms: now_ms,
+                snapshot_id: None,
+                path: None,
+                size_bytes: None,
+                error: None,
+            },
+        );
+        id
+    }
+
+    /// Requests not yet handed to the coordinator: (request id, stop).
+    pub fn take_queued(&self) -> Vec<(u64, bool)> {
+        self.inner
+            .lock()
+            .map(|mut g| std::mem::take(&mut g.queued))
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, id: u64) -> Option<SavepointStatus> {
+        self.inner.lock().ok()?.all.get(&id).cloned()
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut SavepointStatus)) {
+        if let Ok(mut g) = self.inner.lock() {
+            if let Some(s) = g.all.get_mut(&id) {
+                f(s);
+            }
+        }
+    }
+
+    /// Request `id` is being taken as snapshot `snapshot`.
+    pub fn started(&self, id: u64, snapshot: u64) {
+        self.update(id, |s| {
+            s.state = "in-progress".into();
+            s.snapshot_id = Some(snapshot);
+        });
+    }
+
+    pub fn completed(&self, id: u64, path: String, size_bytes: u64) {
+        self.update(id, |s| {
+            s.state = "completed".into();
+            s.path = Some(path);
+            s.size_bytes = Some(size_bytes);
+        });
+    }
+
+    pub fn failed(&self, id: u64, reason: String) {
+        self.update(id, |s| {
+            s.state = "failed".into();
+            s.error = Some(reason);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_goes_from_pending_to_completed() {
+        let b = SavepointBoard::default();
+        let a = b.request(false, 10);
+        let c = b.request(true, 11);
+        assert_ne!(a, c);
+        assert_eq!(b.take_queued(), vec![(a, false), (c, true)]);
+        assert!(b.take_queued().is_empty());
+        assert_eq!(b.get(a).unwrap().state, "pending");
+        b.started(a, 7);
+        assert_eq!(b.get(a).unwrap().snapshot_id, Some(7));
+        b.completed(a, "file:///x/savepoints/7".into(), 99);
+        let s = b.get(a).unwrap();
+        assert_eq!((s.state.as_str(), s.size_bytes), ("completed", Some(99)));
+        b.failed(c, "timed out".into());
+        assert_eq!(b.get(c).unwrap().error.as_deref(), Some("timed out"));
+        assert_eq!(b.get(12345), None);
+    }
+}
