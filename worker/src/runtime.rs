@@ -188,12 +188,20 @@ struct Alignment {
     blocked: Vec<VecDeque<Vec<Item>>>,
 }
 
+impl Outcome {
+    /// Restart as the next attempt.
+    fn restart(why: String) -> Outcome {
+        Outcome::Restart { why, attempt: None }
+    }
+}
+
 /// How an attempt ended.
 enum Outcome {
     /// Stopped on request after a final snapshot.
     Stopped,
-    /// A peer failed or restarted: restore from the last complete checkpoint.
-    Restart(String),
+    /// A peer failed or restarted: restore from the last complete checkpoint, as attempt
+    /// `attempt` (a later one than this, to join peers ahead) or else the next one.
+    Restart { why: String, attempt: Option<u64> },
 }
 
 /// One attempt of the running worker.
@@ -501,6 +509,7 @@ impl Worker {
         &mut self,
         shutdown: &AtomicBool,
         listener: Option<&ShuffleListener>,
+        attempt: u64,
     ) -> Result<Outcome, RuntimeError> {
         let mut mesh = match listener {
             Some(l) => {
@@ -513,12 +522,18 @@ impl Worker {
                     index: self.opts.index,
                     parallelism: self.opts.parallelism,
                     restored: self.restored_id,
+                    attempt,
                 };
                 match Mesh::form(me, &self.opts.peers, l, shutdown) {
                     Ok(m) => Some(m),
-                    Err(MeshError::Restart(why)) => return Ok(Outcome::Restart(why)),
+                    Err(MeshError::Restart { reason, attempt }) => {
+                        return Ok(Outcome::Restart {
+                            why: reason,
+                            attempt: Some(attempt),
+                        })
+                    }
                     Err(MeshError::Shutdown) => return Ok(Outcome::Stopped),
-                    Err(e) => return Ok(Outcome::Restart(e.to_string())),
+                    Err(e) => return Ok(Outcome::restart(e.to_string())),
                 }
             }
             None => None,
@@ -562,8 +577,11 @@ impl Worker {
             // What the peers sent.
             if let Some(m) = mesh.as_mut() {
                 if let (Some(l), true) = (listener, !self.stopping) {
-                    if let Some(peer) = m.newcomer(l) {
-                        return Ok(Outcome::Restart(format!("worker {peer} restarted")));
+                    if let Some(MeshError::Restart { reason, attempt }) = m.newcomer(l) {
+                        return Ok(Outcome::Restart {
+                            why: reason,
+                            attempt: Some(attempt),
+                        });
                     }
                 }
                 let mut handled = 0;
@@ -603,7 +621,7 @@ impl Worker {
             }
             if let Some(m) = mesh.as_mut() {
                 if let Err(e) = m.pump() {
-                    return Ok(Outcome::Restart(e.to_string()));
+                    return Ok(Outcome::restart(e.to_string()));
                 }
             }
             if stop_requested {
@@ -683,7 +701,7 @@ impl Worker {
             Event::Credit { peer, frames } => mesh.add_credits(peer, frames),
             Event::Lost { peer, reason } => {
                 if !self.gone.get(peer as usize).copied().unwrap_or(false) {
-                    return Ok(Some(Outcome::Restart(format!(
+                    return Ok(Some(Outcome::restart(format!(
                         "lost worker {peer}: {reason}"
                     ))));
                 }
@@ -704,8 +722,17 @@ impl Worker {
                     }
                     self.deliver_remote(mesh, from, items)?;
                 }
-                Frame::Barrier(id) => {
-                    if let Some(o) = self.on_barrier(Some(mesh), from as usize, id)? {
+                Frame::Barrier {
+                    id,
+                    savepoint,
+                    stop,
+                } => {
+                    let kind = if savepoint {
+                        SnapshotKind::Savepoint
+                    } else {
+                        SnapshotKind::Checkpoint
+                    };
+                    if let Some(o) = self.on_barrier(Some(mesh), from as usize, id, kind, stop)? {
                         return Ok(Some(o));
                     }
                 }
@@ -771,7 +798,7 @@ impl Worker {
                 }
             }
             if let Err(e) = m.pump() {
-                return Ok(Some(Outcome::Restart(e.to_string())));
+                return Ok(Some(Outcome::restart(e.to_string())));
             }
         }
         self.on_control(mesh, c)
@@ -852,18 +879,22 @@ impl Worker {
             blocked: (0..n).map(|_| VecDeque::new()).collect(),
         });
         if let Some(m) = mesh.as_deref_mut() {
-            let frame = codec::encode(&Frame::Barrier(id));
+            let frame = codec::encode(&Frame::Barrier {
+                id,
+                savepoint: kind == SnapshotKind::Savepoint,
+                stop,
+            });
             for j in 0..n as u32 {
                 if j != self.opts.index {
                     m.send(j, frame.clone(), false);
                 }
             }
             if let Err(e) = m.pump() {
-                return Ok(Some(Outcome::Restart(e.to_string())));
+                return Ok(Some(Outcome::restart(e.to_string())));
             }
         }
         let me = self.opts.index as usize;
-        self.on_barrier(mesh, me, id)
+        self.on_barrier(mesh, me, id, kind, stop)
     }
 
     /// Barrier `id` arrived on channel `from`; with all of them in, the snapshot is taken.
@@ -872,6 +903,8 @@ impl Worker {
         mut mesh: Option<&mut Mesh>,
         from: usize,
         id: u64,
+        kind: SnapshotKind,
+        stop: bool,
     ) -> Result<Option<Outcome>, RuntimeError> {
         if id <= self.started_id && self.align.as_ref().is_none_or(|a| a.id != id) {
             // A barrier of a snapshot already taken or given up.
@@ -879,7 +912,6 @@ impl Worker {
         }
         if self.align.as_ref().is_none_or(|a| a.id < id) {
             // A peer's barrier came before the coordinator's trigger: start here.
-            let (kind, stop) = (SnapshotKind::Checkpoint, false);
             if let Some(o) = self.begin_snapshot(mesh.as_deref_mut(), id, kind, stop)? {
                 return Ok(Some(o));
             }
@@ -1469,6 +1501,7 @@ fn run_attempts(
     } else {
         None
     };
+    let mut attempt = 0;
     loop {
         let mut worker = Worker::start(
             opts.clone(),
@@ -1477,7 +1510,7 @@ fn run_attempts(
             status.clone(),
             board.clone(),
         )?;
-        let outcome = worker.run(shutdown, listener.as_ref());
+        let outcome = worker.run(shutdown, listener.as_ref(), attempt);
         if let Some(l) = &listener {
             // Peers dialing between attempts are turned away until the next one.
             l.set_identity(None);
@@ -1496,7 +1529,8 @@ fn run_attempts(
                 );
                 return Ok(());
             }
-            Ok(Outcome::Restart(why)) => {
+            Ok(Outcome::Restart { why, attempt: next }) => {
+                attempt = next.unwrap_or(attempt + 1).max(attempt);
                 worker.drop_savepoint_requests(&why);
                 status.set_ready(false);
                 metrics.job_restarts.inc();

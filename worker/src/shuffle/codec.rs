@@ -4,7 +4,7 @@
 //! frame   = length u32 (big-endian, bytes after it) · kind u8 · body
 //! kind 1  Hello    JSON (job, from, to, restored checkpoint, initial credits)
 //! kind 2  Data     count varint · item*           (one credit each)
-//! kind 3  Barrier  checkpoint id u64
+//! kind 3  Barrier  snapshot id u64 · savepoint u8 · stop u8
 //! kind 4  Credit   frames u32
 //! kind 5  Control  JSON (the checkpoint coordinator's messages)
 //! kind 6  Bye      (the sender stops on purpose; its closing is not a failure)
@@ -53,6 +53,8 @@ pub struct Hello {
     pub parallelism: u32,
     /// The checkpoint the sender restored from (0: none).
     pub restored: u64,
+    /// The sender's attempt number (see `net::Identity`).
+    pub attempt: u64,
     /// Data frames the sender of this hello may receive before it grants more.
     pub credits: u32,
 }
@@ -62,7 +64,12 @@ pub struct Hello {
 pub enum Frame {
     Hello(Hello),
     Data(Vec<Item>),
-    Barrier(u64),
+    /// Barrier of snapshot `id`; it starts the snapshot at a worker it reaches first.
+    Barrier {
+        id: u64,
+        savepoint: bool,
+        stop: bool,
+    },
     Credit(u32),
     /// A coordinator message, JSON.
     Control(Vec<u8>),
@@ -103,9 +110,15 @@ pub fn encode(frame: &Frame) -> Bytes {
             buf.put_u8(DATA);
             put_items(&mut buf, items);
         }
-        Frame::Barrier(id) => {
+        Frame::Barrier {
+            id,
+            savepoint,
+            stop,
+        } => {
             buf.put_u8(BARRIER);
             buf.put_u64(*id);
+            buf.put_u8(*savepoint as u8);
+            buf.put_u8(*stop as u8);
         }
         Frame::Credit(n) => {
             buf.put_u8(CREDIT);
@@ -313,7 +326,11 @@ pub fn decode(body: &[u8], topics: &mut Vec<Arc<str>>) -> Result<Frame, CodecErr
             }
             Frame::Data(items)
         }
-        BARRIER => Frame::Barrier(r.u64("barrier")?),
+        BARRIER => Frame::Barrier {
+            id: r.u64("barrier")?,
+            savepoint: r.u8("barrier kind")? != 0,
+            stop: r.u8("barrier stop")? != 0,
+        },
         CREDIT => Frame::Credit(r.u32("credit")?),
         CONTROL => Frame::Control(r.buf.to_vec()),
         BYE => Frame::Bye,
@@ -456,6 +473,7 @@ mod tests {
                 to: 2,
                 parallelism: 3,
                 restored: 9,
+                attempt: 2,
                 credits: 8,
             }),
             Frame::Data(vec![
@@ -472,7 +490,11 @@ mod tests {
                 }),
                 record(127, "bob"),
             ]),
-            Frame::Barrier(u64::MAX),
+            Frame::Barrier {
+                id: u64::MAX,
+                savepoint: true,
+                stop: false,
+            },
             Frame::Credit(4),
             Frame::Control(br#"{"complete":{"id":3}}"#.to_vec()),
             Frame::Bye,

@@ -41,8 +41,9 @@ pub enum MeshError {
         #[source]
         source: io::Error,
     },
-    #[error("{0}")]
-    Restart(String),
+    /// Join attempt `attempt` (restored from the newest checkpoint) instead.
+    #[error("{reason}")]
+    Restart { reason: String, attempt: u64 },
     #[error("stopped while waiting for peers")]
     Shutdown,
 }
@@ -151,6 +152,7 @@ fn answer(mut stream: TcpStream, tx: &Sender<Accepted>, current: &Current) {
         to: hello.from,
         parallelism: me.parallelism,
         restored: me.restored,
+        attempt: me.attempt,
         credits: INITIAL_CREDITS,
     };
     if stream
@@ -215,6 +217,30 @@ pub struct Identity {
     pub parallelism: u32,
     /// The checkpoint this attempt restored from (0: none).
     pub restored: u64,
+    /// The attempt number: every worker of a running mesh has the same, and a worker that
+    /// loses a peer moves to the next; connections of other attempts are turned away.
+    pub attempt: u64,
+}
+
+impl Identity {
+    fn rank(&self) -> (u64, u64) {
+        (self.attempt, self.restored)
+    }
+}
+
+fn rank(h: &Hello) -> (u64, u64) {
+    (h.attempt, h.restored)
+}
+
+/// A peer's hello says it is ahead (a later attempt, or a newer checkpoint): join it.
+fn ahead(me: &Identity, h: &Hello) -> MeshError {
+    MeshError::Restart {
+        reason: format!(
+            "worker {} is at attempt {} restored from checkpoint {}; this one at attempt {} from {}",
+            h.from, h.attempt, h.restored, me.attempt, me.restored
+        ),
+        attempt: h.attempt.max(me.attempt),
+    }
 }
 
 struct Outbound {
@@ -287,13 +313,10 @@ impl Mesh {
                 }
                 match dial(&me, j as u32, addr) {
                     Ok(Some((stream, hello))) => {
-                        if hello.restored > me.restored {
-                            return Err(MeshError::Restart(format!(
-                                "worker {j} restored checkpoint {}, newer than {}",
-                                hello.restored, me.restored
-                            )));
+                        if rank(&hello) > me.rank() {
+                            return Err(ahead(&me, &hello));
                         }
-                        if hello.restored < me.restored {
+                        if rank(&hello) < me.rank() {
                             // It restarts when it sees ours; it will answer again.
                             let _ = stream.shutdown(Shutdown::Both);
                             missing.push(format!("{j} (restoring)"));
@@ -357,12 +380,14 @@ impl Mesh {
     }
 
     /// Whether a peer connected while the mesh runs (it restarted): `Some(peer)`.
-    pub fn newcomer(&self, listener: &ShuffleListener) -> Option<u32> {
+    /// A peer that dialed while the mesh runs and is ahead of it (it restarted): the
+    /// restart to join it. Stale connections are closed and ignored.
+    pub fn newcomer(&self, listener: &ShuffleListener) -> Option<MeshError> {
         let generation = listener.generation();
         while let Ok(a) = listener.accepted.try_recv() {
             let _ = a.stream.shutdown(Shutdown::Both);
-            if a.generation == generation {
-                return Some(a.hello.from);
+            if a.generation == generation && rank(&a.hello) > self.me.rank() {
+                return Some(ahead(&self.me, &a.hello));
             }
         }
         None
@@ -479,6 +504,7 @@ fn dial(me: &Identity, j: u32, addr: &str) -> Result<Option<(TcpStream, Hello)>,
         to: j,
         parallelism: me.parallelism,
         restored: me.restored,
+        attempt: me.attempt,
         credits: 0,
     };
     if stream
@@ -511,13 +537,10 @@ fn dial(me: &Identity, j: u32, addr: &str) -> Result<Option<(TcpStream, Hello)>,
 /// attempt.
 fn accept(me: &Identity, a: Accepted) -> Result<Option<(u32, TcpStream)>, MeshError> {
     let Accepted { stream, hello, .. } = a;
-    if hello.restored > me.restored {
-        return Err(MeshError::Restart(format!(
-            "worker {} restored checkpoint {}, newer than {}",
-            hello.from, hello.restored, me.restored
-        )));
+    if rank(&hello) > me.rank() {
+        return Err(ahead(me, &hello));
     }
-    if hello.restored < me.restored {
+    if rank(&hello) < me.rank() {
         // It restarts when it sees ours, and dials again.
         let _ = stream.shutdown(Shutdown::Both);
         return Ok(None);
