@@ -26,17 +26,15 @@
 
 mod common;
 
-use common::Agg;
+use common::{last_checkpoint, serial, Input};
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rand::Rng;
-use rivulet_tests::{free_port, wait_until, KafkaProducer, ProduceRecord, Tansu};
+use rivulet_tests::{wait_until, Tansu};
 use serde_json::Value;
 
 const WORKERS: usize = 3;
@@ -50,118 +48,10 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(240);
 /// Time for the final coordinated checkpoint and exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Each test runs 3 workers and a broker; two such tests at once would starve a small
-/// machine and turn generous timeouts into flakes, so they take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// The input of a test: `events` records over `keys` keys on [`PARTITIONS`] partitions, one
-/// every `spacing_ms` of event time from `base`.
-#[derive(Debug, Clone, Copy)]
-struct Input {
-    events: usize,
-    keys: usize,
-    spacing_ms: i64,
-    base: i64,
-}
-
-impl Input {
-    /// An hour ago, aligned to a window: old enough that no window closes by wall clock.
-    fn new(events: usize, keys: usize, spacing_ms: i64) -> Self {
-        let base = (now_ms() - 3_600_000) / WINDOW_MS * WINDOW_MS;
-        Self {
-            events,
-            keys,
-            spacing_ms,
-            base,
-        }
-    }
-
-    /// The `i`-th event: (partition, key, event time, amount). Event time grows with `i` and
-    /// is up to 400 ms out of order, inside the job's 1 s bound, so nothing is late. Every key
-    /// appears on every partition, so every key is read by every worker.
-    fn event(&self, i: usize) -> (i32, String, i64, i64) {
-        let key = format!("k{}", (i * 7 + i / 13) % self.keys);
-        let jitter = ((i as i64) * 7919) % 400;
-        let ts = self.base + (i as i64) * self.spacing_ms - jitter;
-        let amount = ((i * 31) % 97) as i64 - 10;
-        ((i % PARTITIONS as usize) as i32, key, ts, amount)
-    }
-
-    fn record(&self, i: usize) -> ProduceRecord {
-        let (partition, key, ts, amount) = self.event(i);
-        ProduceRecord::keyed(
-            key.clone(),
-            format!(r#"{{"key":"{key}","ts":{ts},"amount":{amount}}}"#),
-        )
-        .with_partition(partition)
-    }
-
-    /// Event time of the closing records: far past every window, yet the closing records'
-    /// own window (key `zz-close`) never closes, so they produce no result.
-    fn close_ts(&self) -> i64 {
-        self.base + self.events as i64 * self.spacing_ms + 600_000
-    }
-
-    /// One record on every partition that pushes its watermark past the last window.
-    fn close_records(&self) -> Vec<ProduceRecord> {
-        let ts = self.close_ts();
-        (0..PARTITIONS)
-            .map(|p| {
-                ProduceRecord::keyed(
-                    "zz-close",
-                    format!(r#"{{"key":"zz-close","ts":{ts},"amount":0}}"#),
-                )
-                .with_partition(p)
-            })
-            .collect()
-    }
-
-    /// Records on `partition`, the closing one included: the offset a worker that read the
-    /// whole partition reports as next.
-    fn records_on(&self, partition: i32) -> i64 {
-        (0..self.events)
-            .filter(|&i| self.event(i).0 == partition)
-            .count() as i64
-            + 1
-    }
-
-    /// The true results, computed without any of Rivulet's code.
-    fn truth(&self) -> BTreeMap<(String, i64), Agg> {
-        let mut t: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-        for i in 0..self.events {
-            let (_, key, ts, amount) = self.event(i);
-            let start = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
-            let e = t.entry((key, start)).or_insert(Agg {
-                count: 0,
-                sum: 0,
-                min: i64::MAX,
-                max: i64::MIN,
-            });
-            e.count += 1;
-            e.sum += amount;
-            e.min = e.min.min(amount);
-            e.max = e.max.max(amount);
-        }
-        t
-    }
-
-    /// The end of the last window with a result; a watermark past it has fired them all.
-    fn last_window_end(&self) -> i64 {
-        (0..self.events)
-            .map(|i| self.event(i).2.div_euclid(WINDOW_MS) * WINDOW_MS + WINDOW_MS)
-            .max()
-            .unwrap_or(self.base)
-    }
+/// every `spacing_ms` of event time, in windows of [`WINDOW_MS`].
+fn test_input(events: usize, keys: usize, spacing_ms: i64) -> Input {
+    Input::new(PARTITIONS, WINDOW_MS, events, keys, spacing_ms)
 }
 
 /// The topics of a test: `events` (input), `results` (exactly-once sink), `dead`.
@@ -173,51 +63,17 @@ fn create_topics(broker: &Tansu) {
 
 /// The job manifest at parallelism 3, checkpointing every second to `file://<dir>/snapshots`.
 fn write_job(dir: &Path, name: &str, backend: &str) -> PathBuf {
-    let state = format!(
-        "backend: {backend}\ncheckpointInterval: 1s\nstorage: file://{}\nretain: 3",
-        dir.join("snapshots").display()
-    );
+    let state = common::file_state(dir, backend, "1s");
     common::write(
         dir,
         "job.yaml",
         &common::manifest_with_parallelism(
             name,
-            common::windows_to_exactly_once_sink(),
+            &common::windows_to_exactly_once_sink(),
             &state,
             WORKERS as u32,
         ),
     )
-}
-
-/// Shuffle ports for the workers, picked once: a restarted worker must listen on the same
-/// one. They are taken below the kernel's ephemeral port range, so no outgoing connection and
-/// no `bind(0)` (how every other port of these tests is picked) can take one while its
-/// worker is down.
-fn peer_ports(n: usize) -> Vec<u16> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    let mut rng = rand::rng();
-    let mut ports: Vec<u16> = Vec::new();
-    let mut tries = 0;
-    while ports.len() < n {
-        tries += 1;
-        let port = if ephemeral_low >= 12_000 && tries < 1_000 {
-            rng.random_range(ephemeral_low - 10_000..ephemeral_low - 100)
-        } else {
-            free_port()
-        };
-        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
-        }
-    }
-    ports
-}
-
-/// `lastCheckpoint.id` of a status document (0 when there is none yet).
-fn last_checkpoint(s: &Value) -> u64 {
-    s["lastCheckpoint"]["id"].as_u64().unwrap_or(0)
 }
 
 /// Three workers of one job, with the arguments each is (re)started with, and every earlier
@@ -237,11 +93,7 @@ struct Cluster {
 impl Cluster {
     /// Starts all workers, each with its own data directory under `root`.
     fn start(job: &Path, bootstrap: &str, root: &Path) -> Cluster {
-        let peers = peer_ports(WORKERS)
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = common::peers(WORKERS);
         let mut cluster = Cluster {
             job: job.to_path_buf(),
             bootstrap: bootstrap.to_string(),
@@ -307,11 +159,7 @@ impl Cluster {
 
     /// The log tails of the current incarnations, for assertion messages.
     fn tails(&self) -> String {
-        self.workers
-            .iter()
-            .map(|w| w.process.log_tail(40))
-            .collect::<Vec<_>>()
-            .join("\n")
+        common::tails(&self.workers)
     }
 
     /// Polls every worker's `/status` until `pred(index, status)` holds for all of them at
@@ -322,45 +170,9 @@ impl Cluster {
         timeout: Duration,
         pred: impl Fn(usize, &Value) -> bool,
     ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut last = vec![Value::Null; WORKERS];
-        loop {
-            let mut all = true;
-            for (i, seen) in last.iter_mut().enumerate() {
-                if let Some(exit) = self.workers[i].process.try_exit_status() {
-                    panic!(
-                        "worker {i} exited ({exit}) while waiting until {what}\n{}",
-                        self.tails()
-                    );
-                }
-                match common::status(&self.workers[i].http) {
-                    Some(s) => {
-                        all &= pred(i, &s);
-                        *seen = s;
-                    }
-                    None => {
-                        all = false;
-                        *seen = Value::Null;
-                    }
-                }
-            }
-            if all {
-                return last;
-            }
-            if Instant::now() >= deadline {
-                let statuses: Vec<String> = last
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| format!("worker {i}: {s}"))
-                    .collect();
-                panic!(
-                    "not {what} within {timeout:?}; last statuses:\n{}\n{}",
-                    statuses.join("\n"),
-                    self.tails()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        common::wait_statuses(&mut self.workers, "", what, timeout, |ss| {
+            ss.iter().enumerate().all(|(i, s)| pred(i, s))
+        })
     }
 
     /// Waits until every worker runs and worker 0 reports a globally complete checkpoint newer
@@ -448,17 +260,9 @@ fn three_workers_produce_exactly_the_true_results() {
     let dir = tempfile::tempdir().unwrap();
     let job = write_job(dir.path(), "dist", "heap");
 
-    let input = Input::new(12_000, 48, 3);
+    let input = test_input(12_000, 48, 3);
     let expected = input.truth();
-    let producer = KafkaProducer::idempotent(&bootstrap).unwrap();
-    let all: Vec<ProduceRecord> = (0..input.events).map(|i| input.record(i)).collect();
-    for chunk in all.chunks(2_000) {
-        producer.send("events", chunk).unwrap();
-        producer.flush().unwrap();
-    }
-    producer.send("events", &input.close_records()).unwrap();
-    producer.flush().unwrap();
-    drop(producer);
+    common::produce(&bootstrap, &input, 0..input.events, true);
 
     let mut cluster = Cluster::start(&job, &bootstrap, dir.path());
     let running = cluster.wait_all("running", RECOVERY_TIMEOUT, |_, s| s["phase"] == "running");
@@ -586,30 +390,12 @@ fn exactly_once_holds_while_random_workers_are_killed() {
     let dir = tempfile::tempdir().unwrap();
     let job = write_job(dir.path(), "dist-eo", "rocksdb");
 
-    let input = Input::new(24_000, 40, 3);
+    let input = test_input(24_000, 40, 3);
     let expected = input.truth();
 
     // Input arrives over ~20 s while workers are being killed.
     let producing = Arc::new(AtomicBool::new(true));
-    let producer_thread = {
-        let bootstrap = bootstrap.clone();
-        let producing = producing.clone();
-        std::thread::spawn(move || {
-            let p = KafkaProducer::idempotent(&bootstrap).unwrap();
-            let chunk = 400;
-            for start in (0..input.events).step_by(chunk) {
-                let recs: Vec<ProduceRecord> = (start..(start + chunk).min(input.events))
-                    .map(|i| input.record(i))
-                    .collect();
-                p.send("events", &recs).unwrap();
-                p.flush().unwrap();
-                std::thread::sleep(Duration::from_millis(330));
-            }
-            p.send("events", &input.close_records()).unwrap();
-            p.flush().unwrap();
-            producing.store(false, Ordering::Relaxed);
-        })
-    };
+    let producer_thread = common::produce_slowly(&bootstrap, input, producing.clone());
 
     let mut cluster = Cluster::start(&job, &bootstrap, dir.path());
     let mut rng = rand::rng();

@@ -12,51 +12,20 @@
 
 mod common;
 
-use common::Agg;
+use common::Input;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
-use rivulet_tests::{wait_until, KafkaProducer, ProduceRecord, Tansu};
+use rivulet_tests::{wait_until, Tansu};
 
 const EVENTS: usize = 24_000;
 const KEYS: usize = 40;
 const PARTITIONS: i32 = 3;
 const WINDOW_MS: i64 = 1_000;
 const SPACING_MS: i64 = 3;
-
-/// The `i`-th input event: (partition, key, event time, amount). Event time grows with `i`
-/// and is up to 400 ms out of order, inside the job's 1 s bound, so nothing is late.
-fn event(i: usize, base: i64) -> (i32, String, i64, i64) {
-    let key = format!("k{}", (i * 7 + i / 13) % KEYS);
-    let jitter = ((i as i64) * 7919) % 400;
-    let ts = base + (i as i64) * SPACING_MS - jitter;
-    let amount = ((i * 31) % 97) as i64 - 10;
-    ((i % PARTITIONS as usize) as i32, key, ts, amount)
-}
-
-/// The true results, computed without any of Rivulet's code.
-fn truth(base: i64) -> BTreeMap<(String, i64), Agg> {
-    let mut t: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-    for i in 0..EVENTS {
-        let (_, key, ts, amount) = event(i, base);
-        let start = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
-        let e = t.entry((key, start)).or_insert(Agg {
-            count: 0,
-            sum: 0,
-            min: i64::MAX,
-            max: i64::MIN,
-        });
-        e.count += 1;
-        e.sum += amount;
-        e.min = e.min.min(amount);
-        e.max = e.max.max(amount);
-    }
-    t
-}
 
 #[test]
 fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
@@ -74,55 +43,15 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
     let job = common::write(
         dir.path(),
         "job.yaml",
-        &common::manifest("eo", common::windows_to_exactly_once_sink(), &state),
+        &common::manifest("eo", &common::windows_to_exactly_once_sink(), &state),
     );
     let data_dir = dir.path().join("worker");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let base = (now - 3_600_000) / WINDOW_MS * WINDOW_MS;
-    let expected = truth(base);
+    let input = Input::new(PARTITIONS, WINDOW_MS, EVENTS, KEYS, SPACING_MS);
+    let expected = input.truth();
 
     // Input arrives over ~20 s while the worker is being killed.
     let producing = Arc::new(AtomicBool::new(true));
-    let producer_thread = {
-        let bootstrap = bootstrap.clone();
-        let producing = producing.clone();
-        std::thread::spawn(move || {
-            let p = KafkaProducer::idempotent(&bootstrap).unwrap();
-            let chunk = 400;
-            for start in (0..EVENTS).step_by(chunk) {
-                let recs: Vec<ProduceRecord> = (start..(start + chunk).min(EVENTS))
-                    .map(|i| {
-                        let (part, key, ts, amount) = event(i, base);
-                        ProduceRecord::keyed(
-                            key.clone(),
-                            format!(r#"{{"key":"{key}","ts":{ts},"amount":{amount}}}"#),
-                        )
-                        .with_partition(part)
-                    })
-                    .collect();
-                p.send("events", &recs).unwrap();
-                p.flush().unwrap();
-                std::thread::sleep(Duration::from_millis(330));
-            }
-            // Push every partition's watermark past the last window.
-            let close: Vec<ProduceRecord> = (0..PARTITIONS)
-                .map(|part| {
-                    let ts = base + EVENTS as i64 * SPACING_MS + 600_000;
-                    ProduceRecord::keyed(
-                        "zz-close",
-                        format!(r#"{{"key":"zz-close","ts":{ts},"amount":0}}"#),
-                    )
-                    .with_partition(part)
-                })
-                .collect();
-            p.send("events", &close).unwrap();
-            p.flush().unwrap();
-            producing.store(false, Ordering::Relaxed);
-        })
-    };
+    let producer_thread = common::produce_slowly(&bootstrap, input, producing.clone());
 
     let mut rng = rand::rng();
     let mut kills = 0;
@@ -178,7 +107,7 @@ fn exactly_once_survives_kills_and_a_crash_between_manifest_and_commit() {
         common::metric(&http, "rivulet_records_in_total").unwrap_or(0.0) > 0.0
             && common::status(&http)
                 .and_then(|s| s["watermarkMs"].as_i64())
-                .is_some_and(|wm| wm > base + EVENTS as i64 * SPACING_MS)
+                .is_some_and(|wm| wm > input.end_ts())
     });
     assert!(
         done,

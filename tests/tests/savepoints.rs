@@ -19,19 +19,13 @@
 
 mod common;
 
-use common::Agg;
+use common::{last_checkpoint, produce, serial, Input};
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rand::Rng;
-use rivulet_tests::{
-    consume_all, free_port, http_request, wait_until, ConsumedRecord, HttpResponse, KafkaProducer,
-    ProduceRecord, Tansu,
-};
+use rivulet_tests::{consume_all, http_request, wait_until, ConsumedRecord, HttpResponse, Tansu};
 use serde_json::Value;
 
 const PARTITIONS: i32 = 4;
@@ -49,153 +43,11 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(240);
 /// Time for a savepoint (or final checkpoint) to complete and every worker to exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Tests that run several workers and a broker take turns (see `distributed.rs`).
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// The input: `events` records over `keys` keys on [`PARTITIONS`] partitions, one every
-/// `spacing_ms` of event time from `base` (as in `distributed.rs`).
-#[derive(Debug, Clone, Copy)]
-struct Input {
-    events: usize,
-    keys: usize,
-    spacing_ms: i64,
-    base: i64,
+/// `spacing_ms` of event time, in windows of [`WINDOW_MS`] (as in `distributed.rs`).
+fn test_input(events: usize, keys: usize, spacing_ms: i64) -> Input {
+    Input::new(PARTITIONS, WINDOW_MS, events, keys, spacing_ms)
 }
-
-impl Input {
-    /// An hour ago, aligned to a window: old enough that no window closes by wall clock.
-    fn new(events: usize, keys: usize, spacing_ms: i64) -> Self {
-        let base = (now_ms() - 3_600_000) / WINDOW_MS * WINDOW_MS;
-        Self {
-            events,
-            keys,
-            spacing_ms,
-            base,
-        }
-    }
-
-    /// The `i`-th event: (partition, key, event time, amount). Event time grows with `i` and
-    /// is up to 400 ms out of order, inside the job's 1 s bound, so nothing is late, not even
-    /// across a savepoint. Every key appears on every partition.
-    fn event(&self, i: usize) -> (i32, String, i64, i64) {
-        let key = format!("k{}", (i * 7 + i / 13) % self.keys);
-        let jitter = ((i as i64) * 7919) % 400;
-        let ts = self.base + (i as i64) * self.spacing_ms - jitter;
-        let amount = ((i * 31) % 97) as i64 - 10;
-        ((i % PARTITIONS as usize) as i32, key, ts, amount)
-    }
-
-    fn record(&self, i: usize) -> ProduceRecord {
-        let (partition, key, ts, amount) = self.event(i);
-        ProduceRecord::keyed(
-            key.clone(),
-            format!(r#"{{"key":"{key}","ts":{ts},"amount":{amount}}}"#),
-        )
-        .with_partition(partition)
-    }
-
-    /// One record on every partition that pushes its watermark far past the last window; the
-    /// closing records' own window never closes, so they produce no result.
-    fn close_records(&self) -> Vec<ProduceRecord> {
-        let ts = self.base + self.events as i64 * self.spacing_ms + 600_000;
-        (0..PARTITIONS)
-            .map(|p| {
-                ProduceRecord::keyed(
-                    "zz-close",
-                    format!(r#"{{"key":"zz-close","ts":{ts},"amount":0}}"#),
-                )
-                .with_partition(p)
-            })
-            .collect()
-    }
-
-    /// The number of records on each partition once events `0..upto` (and, if `closed`, the
-    /// closing records) are produced: the offset a reader of the whole partition is at.
-    fn offsets(&self, upto: usize, closed: bool) -> BTreeMap<i32, i64> {
-        let mut m: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, i64::from(closed))).collect();
-        for i in 0..upto {
-            *m.get_mut(&self.event(i).0).unwrap() += 1;
-        }
-        m
-    }
-
-    /// The true results, computed without any of Rivulet's code.
-    fn truth(&self) -> BTreeMap<(String, i64), Agg> {
-        let mut t: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-        for i in 0..self.events {
-            let (_, key, ts, amount) = self.event(i);
-            let start = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
-            let e = t.entry((key, start)).or_insert(Agg {
-                count: 0,
-                sum: 0,
-                min: i64::MAX,
-                max: i64::MIN,
-            });
-            e.count += 1;
-            e.sum += amount;
-            e.min = e.min.min(amount);
-            e.max = e.max.max(amount);
-        }
-        t
-    }
-
-    /// The end of the last window with a result; a watermark past it has fired them all.
-    fn last_window_end(&self) -> i64 {
-        (0..self.events)
-            .map(|i| self.event(i).2.div_euclid(WINDOW_MS) * WINDOW_MS + WINDOW_MS)
-            .max()
-            .unwrap_or(self.base)
-    }
-}
-
-/// Produces events `range` of `input` (and the closing records if `close`), flushed.
-fn produce(bootstrap: &str, input: &Input, range: std::ops::Range<usize>, close: bool) {
-    let producer = KafkaProducer::idempotent(bootstrap).unwrap();
-    let records: Vec<ProduceRecord> = range.map(|i| input.record(i)).collect();
-    for chunk in records.chunks(2_000) {
-        producer.send("events", chunk).unwrap();
-        producer.flush().unwrap();
-    }
-    if close {
-        producer.send("events", &input.close_records()).unwrap();
-        producer.flush().unwrap();
-    }
-}
-
-/// The job's pipeline for the reference run: the same windows and aggregates as
-/// [`common::windows_to_exactly_once_sink`], into `results-single`.
-const REFERENCE_PIPELINE: &str = r#"
-source:
-  topics: [events]
-time:
-  type: event
-  field: ts
-  maxOutOfOrderness: 1s
-key: [key]
-window:
-  type: tumbling
-  size: 1s
-aggregates:
-  - {name: n, fn: count}
-  - {name: total, fn: sum, field: amount}
-  - {name: lo, fn: min, field: amount}
-  - {name: hi, fn: max, field: amount}
-sink:
-  topic: results-single
-  deliveryGuarantee: exactly-once
-deadLetter:
-  topic: dead
-"#;
 
 /// Writes the manifest of job `name` to `<dir>/<file>`: `pipeline`, `parallelism` workers,
 /// `backend`, checkpoints every second to `file://<dir>/snapshots`, and `spec.restoreFrom`.
@@ -220,40 +72,12 @@ fn write_job(
     common::write(dir, file, &text)
 }
 
-/// Shuffle ports for `n` workers, below the kernel's ephemeral range (see `distributed.rs`).
-fn peer_ports(n: usize) -> Vec<u16> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    let mut rng = rand::rng();
-    let mut ports: Vec<u16> = Vec::new();
-    let mut tries = 0;
-    while ports.len() < n {
-        tries += 1;
-        let port = if ephemeral_low >= 12_000 && tries < 1_000 {
-            rng.random_range(ephemeral_low - 10_000..ephemeral_low - 100)
-        } else {
-            free_port()
-        };
-        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
-        }
-    }
-    ports
-}
-
 /// The key groups worker `i` of `n` owns, `[ceil(i*K/n), ceil((i+1)*K/n))`.
 fn key_groups(i: u64, n: u64) -> (u64, u64) {
     (
         (i * MAX_PARALLELISM).div_ceil(n),
         ((i + 1) * MAX_PARALLELISM).div_ceil(n),
     )
-}
-
-/// `lastCheckpoint.id` of a status document (0 when there is none yet).
-fn last_checkpoint(s: &Value) -> u64 {
-    s["lastCheckpoint"]["id"].as_u64().unwrap_or(0)
 }
 
 /// The `events` positions a status document reports, by partition.
@@ -291,11 +115,7 @@ impl Group {
     /// Starts `n` workers of `job` (with `--peers` when `n > 1`), each with its own data
     /// directory under `root`, all with the control token.
     fn start(job: &Path, bootstrap: &str, root: &Path, name: &str, n: usize) -> Group {
-        let peers = peer_ports(n)
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = common::peers(n);
         let env = [("RIVULET_CONTROL_TOKEN".to_string(), TOKEN.to_string())];
         let workers = (0..n)
             .map(|i| {
@@ -330,11 +150,7 @@ impl Group {
     }
 
     fn tails(&self) -> String {
-        self.workers
-            .iter()
-            .map(|w| w.process.log_tail(40))
-            .collect::<Vec<_>>()
-            .join("\n")
+        common::tails(&self.workers)
     }
 
     /// Polls every worker's `/status` until `pred` holds for the documents of all of them at
@@ -345,39 +161,8 @@ impl Group {
         timeout: Duration,
         pred: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut last = vec![Value::Null; self.workers.len()];
-        loop {
-            let mut complete = true;
-            for (i, seen) in last.iter_mut().enumerate() {
-                if let Some(exit) = self.workers[i].process.try_exit_status() {
-                    panic!(
-                        "{}: worker {i} exited ({exit}) while waiting until {what}\n{}",
-                        self.name,
-                        self.tails()
-                    );
-                }
-                *seen = common::status(&self.workers[i].http).unwrap_or(Value::Null);
-                complete &= !seen.is_null();
-            }
-            if complete && pred(&last) {
-                return last;
-            }
-            if Instant::now() >= deadline {
-                let statuses: Vec<String> = last
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| format!("worker {i}: {s}"))
-                    .collect();
-                panic!(
-                    "{}: not {what} within {timeout:?}; last statuses:\n{}\n{}",
-                    self.name,
-                    statuses.join("\n"),
-                    self.tails()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let context = format!("{}: ", self.name);
+        common::wait_statuses(&mut self.workers, &context, what, timeout, pred)
     }
 
     /// Waits until every worker runs; returns their status documents.
@@ -735,7 +520,7 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
 
-    let input = Input::new(9_000, 40, 3);
+    let input = test_input(9_000, 40, 3);
     let expected = input.truth();
     let end = input.last_window_end();
     let thirds = [0, input.events / 3, 2 * input.events / 3, input.events];
@@ -746,7 +531,7 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
         root,
         "job-a.yaml",
         JOB,
-        common::windows_to_exactly_once_sink(),
+        &common::windows_to_exactly_once_sink(),
         "heap",
         2,
         None,
@@ -806,7 +591,7 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
         root,
         "job-b.yaml",
         JOB,
-        common::windows_to_exactly_once_sink(),
+        &common::windows_to_exactly_once_sink(),
         "rocksdb",
         3,
         Some(&sp1.path),
@@ -857,7 +642,7 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
         root,
         "job-c.yaml",
         JOB,
-        common::windows_to_exactly_once_sink(),
+        &common::windows_to_exactly_once_sink(),
         "heap",
         1,
         Some(&sp2.path),
@@ -892,7 +677,7 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
         root,
         "job-reference.yaml",
         REFERENCE_JOB,
-        REFERENCE_PIPELINE,
+        &common::windows_to_exactly_once_sink_into("results-single"),
         "heap",
         1,
         None,

@@ -80,6 +80,8 @@ pub enum Action {
         id: u64,
         kind: SnapshotKind,
         stop: bool,
+        /// When the snapshot was triggered (epoch ms).
+        started_ms: i64,
         reports: Vec<AckReport>,
     },
     /// Send [`Control::Abort`] to every worker.
@@ -209,6 +211,7 @@ impl Coordinator {
                 id: f.id,
                 kind: f.kind,
                 stop: f.stop,
+                started_ms: f.started_ms,
                 reports: f.acks.values().cloned().collect(),
             });
         }

@@ -137,8 +137,7 @@ impl Processor {
     pub fn process(&mut self, batch: &[SourceRecord], now: i64) -> Result<(), WindowError> {
         self.router
             .route(batch, now, &mut self.routes, &mut self.out);
-        let items = std::mem::take(&mut self.routes[0]);
-        let mut items = items;
+        let mut items = std::mem::take(&mut self.routes[0]);
         self.stage
             .deliver(0, items.drain(..), batch, now, &mut self.out)?;
         self.routes[0] = items;

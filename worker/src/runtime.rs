@@ -1079,10 +1079,10 @@ impl Worker {
                 id,
                 kind,
                 stop,
+                started_ms,
                 reports,
             } => {
-                let started = Instant::now();
-                let manifest = self.manifest_of(id, kind, &reports);
+                let manifest = self.manifest_of(id, kind, started_ms, &reports);
                 let written = self.rt.block_on(self.writer.write_manifest(&manifest));
                 let now = now_ms();
                 if let Err(e) = written {
@@ -1106,7 +1106,7 @@ impl Worker {
                 if let Some(co) = self.coordinator.as_mut() {
                     co.completed(id, now);
                 }
-                self.finish_checkpoint(&manifest, started);
+                self.finish_checkpoint(&manifest);
                 if let Some((sp, req, _)) = self.sp_in_flight {
                     if sp == id {
                         self.sp_in_flight = None;
@@ -1169,18 +1169,23 @@ impl Worker {
         }
     }
 
-    /// The manifest of snapshot `id` from every worker's report.
-    fn manifest_of(&self, id: u64, kind: SnapshotKind, reports: &[AckReport]) -> SnapshotManifest {
+    /// The manifest of snapshot `id`, triggered at `started_ms`, from every worker's report.
+    fn manifest_of(
+        &self,
+        id: u64,
+        kind: SnapshotKind,
+        started_ms: i64,
+        reports: &[AckReport],
+    ) -> SnapshotManifest {
         let spec = &self.opts.manifest.spec;
-        let created_at_ms = now_ms();
         SnapshotManifest {
             format_version: FORMAT_VERSION,
             kind,
             id,
             namespace: self.opts.manifest.namespace().to_string(),
             job: self.opts.manifest.metadata.name.clone(),
-            created_at_ms,
-            duration_ms: 0,
+            created_at_ms: started_ms,
+            duration_ms: (now_ms() - started_ms).max(0) as u64,
             max_parallelism: spec.max_parallelism,
             parallelism: self.opts.parallelism,
             state_backend: self.backend_name.to_string(),
@@ -1295,8 +1300,10 @@ impl Worker {
         Ok(())
     }
 
-    fn finish_checkpoint(&mut self, manifest: &SnapshotManifest, started: Instant) {
-        let duration = started.elapsed();
+    /// Metrics and status for a snapshot whose manifest is written; its duration runs from
+    /// the trigger to now.
+    fn finish_checkpoint(&mut self, manifest: &SnapshotManifest) {
+        let duration = Duration::from_millis((now_ms() - manifest.created_at_ms).max(0) as u64);
         let size = manifest.state_size();
         self.metrics.checkpoints_completed.inc();
         self.metrics

@@ -4,14 +4,35 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rand::Rng;
 use rivulet_tests::{
-    consume_all, free_port, http_request, wait_until, ConsumedRecord, ProcessBuilder,
-    ProduceRecord, WorkerProcess,
+    consume_all, free_port, http_request, wait_until, ConsumedRecord, KafkaProducer,
+    ProcessBuilder, ProduceRecord, WorkerProcess,
 };
 use serde_json::Value;
+
+/// Tests that run several workers and a broker take turns: two such tests at once would
+/// starve a small machine and turn generous timeouts into flakes. Hold the guard for the
+/// whole test.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
 
 /// A StreamJob manifest with the given pipeline body (YAML, indented under `pipeline:`) and
 /// state section.
@@ -185,6 +206,233 @@ pub struct Agg {
     pub max: i64,
 }
 
+impl Agg {
+    /// The aggregates of no records (`min`/`max` at their identities).
+    pub fn empty() -> Self {
+        Agg {
+            count: 0,
+            sum: 0,
+            min: i64::MAX,
+            max: i64::MIN,
+        }
+    }
+
+    /// Accounts for one more record with `amount`.
+    pub fn add(&mut self, amount: i64) {
+        self.count += 1;
+        self.sum += amount;
+        self.min = self.min.min(amount);
+        self.max = self.max.max(amount);
+    }
+}
+
+/// The input of a windowed exactly-once test: `events` records over `keys` keys on
+/// `partitions` partitions, one every `spacing_ms` of event time from `base`, aggregated in
+/// tumbling windows of `window_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Input {
+    pub partitions: i32,
+    pub window_ms: i64,
+    pub events: usize,
+    pub keys: usize,
+    pub spacing_ms: i64,
+    pub base: i64,
+}
+
+impl Input {
+    /// Starts an hour ago, aligned to a window: old enough that no window closes by wall
+    /// clock.
+    pub fn new(
+        partitions: i32,
+        window_ms: i64,
+        events: usize,
+        keys: usize,
+        spacing_ms: i64,
+    ) -> Self {
+        let base = (now_ms() - 3_600_000) / window_ms * window_ms;
+        Self {
+            partitions,
+            window_ms,
+            events,
+            keys,
+            spacing_ms,
+            base,
+        }
+    }
+
+    /// The `i`-th event: (partition, key, event time, amount). Event time grows with `i` and
+    /// is up to 400 ms out of order, inside the jobs' 1 s bound, so nothing is late (not even
+    /// across a restore). Every key appears on every partition, so every key is read by
+    /// every worker.
+    pub fn event(&self, i: usize) -> (i32, String, i64, i64) {
+        let key = format!("k{}", (i * 7 + i / 13) % self.keys);
+        let jitter = ((i as i64) * 7919) % 400;
+        let ts = self.base + (i as i64) * self.spacing_ms - jitter;
+        let amount = ((i * 31) % 97) as i64 - 10;
+        ((i % self.partitions as usize) as i32, key, ts, amount)
+    }
+
+    /// The `i`-th event as a record `{"key", "ts", "amount"}` on its partition.
+    pub fn record(&self, i: usize) -> ProduceRecord {
+        let (partition, key, ts, amount) = self.event(i);
+        ProduceRecord::keyed(
+            key.clone(),
+            format!(r#"{{"key":"{key}","ts":{ts},"amount":{amount}}}"#),
+        )
+        .with_partition(partition)
+    }
+
+    /// Event time past the last event: every event's event time is below it.
+    pub fn end_ts(&self) -> i64 {
+        self.base + self.events as i64 * self.spacing_ms
+    }
+
+    /// Event time of the closing records: far past every window, yet the closing records'
+    /// own window (key `zz-close`) never closes, so they produce no result.
+    pub fn close_ts(&self) -> i64 {
+        self.end_ts() + 600_000
+    }
+
+    /// One record on every partition that pushes its watermark past the last window.
+    pub fn close_records(&self) -> Vec<ProduceRecord> {
+        let ts = self.close_ts();
+        (0..self.partitions)
+            .map(|p| {
+                ProduceRecord::keyed(
+                    "zz-close",
+                    format!(r#"{{"key":"zz-close","ts":{ts},"amount":0}}"#),
+                )
+                .with_partition(p)
+            })
+            .collect()
+    }
+
+    /// The number of records on each partition once events `0..upto` (and, if `closed`, the
+    /// closing records) are produced: the offset a reader of the whole partition is at.
+    pub fn offsets(&self, upto: usize, closed: bool) -> BTreeMap<i32, i64> {
+        let mut m: BTreeMap<i32, i64> = (0..self.partitions)
+            .map(|p| (p, i64::from(closed)))
+            .collect();
+        for i in 0..upto {
+            *m.get_mut(&self.event(i).0).unwrap() += 1;
+        }
+        m
+    }
+
+    /// Records on `partition`, the closing one included: the offset a worker that read the
+    /// whole partition reports as next.
+    pub fn records_on(&self, partition: i32) -> i64 {
+        (0..self.events)
+            .filter(|&i| self.event(i).0 == partition)
+            .count() as i64
+            + 1
+    }
+
+    /// The true results, computed without any of Rivulet's code.
+    pub fn truth(&self) -> BTreeMap<(String, i64), Agg> {
+        let mut t: BTreeMap<(String, i64), Agg> = BTreeMap::new();
+        for i in 0..self.events {
+            let (_, key, ts, amount) = self.event(i);
+            let start = ts.div_euclid(self.window_ms) * self.window_ms;
+            t.entry((key, start)).or_insert_with(Agg::empty).add(amount);
+        }
+        t
+    }
+
+    /// The end of the last window with a result; a watermark past it has fired them all.
+    pub fn last_window_end(&self) -> i64 {
+        (0..self.events)
+            .map(|i| self.event(i).2.div_euclid(self.window_ms) * self.window_ms + self.window_ms)
+            .max()
+            .unwrap_or(self.base)
+    }
+}
+
+/// Produces events `range` of `input` to `events` in flushed chunks of 2000 (and then the
+/// closing records if `close`).
+pub fn produce(bootstrap: &str, input: &Input, range: std::ops::Range<usize>, close: bool) {
+    let producer = KafkaProducer::idempotent(bootstrap).unwrap();
+    let records: Vec<ProduceRecord> = range.map(|i| input.record(i)).collect();
+    for chunk in records.chunks(2_000) {
+        producer.send("events", chunk).unwrap();
+        producer.flush().unwrap();
+    }
+    if close {
+        producer.send("events", &input.close_records()).unwrap();
+        producer.flush().unwrap();
+    }
+}
+
+/// Produces all of `input` to `events` on a thread, 400 records every 330 ms (~20 s for
+/// 24 000 events), then the closing records; clears `producing` when done.
+pub fn produce_slowly(bootstrap: &str, input: Input, producing: Arc<AtomicBool>) -> JoinHandle<()> {
+    let bootstrap = bootstrap.to_string();
+    std::thread::spawn(move || {
+        let p = KafkaProducer::idempotent(&bootstrap).unwrap();
+        let chunk = 400;
+        for start in (0..input.events).step_by(chunk) {
+            let recs: Vec<ProduceRecord> = (start..(start + chunk).min(input.events))
+                .map(|i| input.record(i))
+                .collect();
+            p.send("events", &recs).unwrap();
+            p.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(330));
+        }
+        p.send("events", &input.close_records()).unwrap();
+        p.flush().unwrap();
+        producing.store(false, Ordering::Relaxed);
+    })
+}
+
+/// Shuffle ports for `n` workers, picked once: a restarted worker must listen on the same
+/// one. They are taken below the kernel's ephemeral port range, so no outgoing connection and
+/// no `bind(0)` (how every other port of these tests is picked) can take one while its
+/// worker is down.
+pub fn peer_ports(n: usize) -> Vec<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let mut rng = rand::rng();
+    let mut ports: Vec<u16> = Vec::new();
+    let mut tries = 0;
+    while ports.len() < n {
+        tries += 1;
+        let port = if ephemeral_low >= 12_000 && tries < 1_000 {
+            rng.random_range(ephemeral_low - 10_000..ephemeral_low - 100)
+        } else {
+            free_port()
+        };
+        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// A `--peers` value for `n` workers: `127.0.0.1:<port>` for each of [`peer_ports`].
+pub fn peers(n: usize) -> String {
+    peer_ports(n)
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `lastCheckpoint.id` of a status document (0 when there is none yet).
+pub fn last_checkpoint(s: &Value) -> u64 {
+    s["lastCheckpoint"]["id"].as_u64().unwrap_or(0)
+}
+
+/// The last lines of every worker's log, for assertion messages.
+pub fn tails(workers: &[Worker]) -> String {
+    workers
+        .iter()
+        .map(|w| w.process.log_tail(40))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Checks that the window results read back are exactly `expected`: each once, none missing,
 /// none extra, every value right.
 pub fn assert_exact_results(
@@ -283,10 +531,59 @@ pub fn check_window_output(
     );
 }
 
+/// Polls every worker's `/status` every 200 ms until all of them answer and `pred` holds for
+/// their documents at once; returns those documents. Panics, with `context` before the
+/// message, if a worker exits, or at `timeout`.
+pub fn wait_statuses(
+    workers: &mut [Worker],
+    context: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut last = vec![Value::Null; workers.len()];
+    loop {
+        let mut complete = true;
+        for (i, seen) in last.iter_mut().enumerate() {
+            if let Some(exit) = workers[i].process.try_exit_status() {
+                panic!(
+                    "{context}worker {i} exited ({exit}) while waiting until {what}\n{}",
+                    tails(workers)
+                );
+            }
+            *seen = status(&workers[i].http).unwrap_or(Value::Null);
+            complete &= !seen.is_null();
+        }
+        if complete && pred(&last) {
+            return last;
+        }
+        if Instant::now() >= deadline {
+            let statuses: Vec<String> = last
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("worker {i}: {s}"))
+                .collect();
+            panic!(
+                "{context}not {what} within {timeout:?}; last statuses:\n{}\n{}",
+                statuses.join("\n"),
+                tails(workers)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Event-time tumbling 1 s windows over `events` (`key`, `ts`, `amount`) with count, sum,
 /// min and max, into `results` exactly once; dead letters to `dead`.
-pub fn windows_to_exactly_once_sink() -> &'static str {
-    r#"
+pub fn windows_to_exactly_once_sink() -> String {
+    windows_to_exactly_once_sink_into("results")
+}
+
+/// The pipeline of [`windows_to_exactly_once_sink`], with the sink writing to `topic`.
+pub fn windows_to_exactly_once_sink_into(topic: &str) -> String {
+    format!(
+        r#"
 source:
   topics: [events]
 time:
@@ -298,16 +595,17 @@ window:
   type: tumbling
   size: 1s
 aggregates:
-  - {name: n, fn: count}
-  - {name: total, fn: sum, field: amount}
-  - {name: lo, fn: min, field: amount}
-  - {name: hi, fn: max, field: amount}
+  - {{name: n, fn: count}}
+  - {{name: total, fn: sum, field: amount}}
+  - {{name: lo, fn: min, field: amount}}
+  - {{name: hi, fn: max, field: amount}}
 sink:
-  topic: results
+  topic: {topic}
   deliveryGuarantee: exactly-once
 deadLetter:
   topic: dead
 "#
+    )
 }
 
 /// Whether every thread of process `pid` is stopped (SIGSTOP has taken effect).

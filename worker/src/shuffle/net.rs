@@ -262,7 +262,6 @@ pub struct Mesh {
     events: Receiver<Event>,
     out: Vec<Option<Outbound>>,
     inb: Vec<Option<Inbound>>,
-    bytes_out: u64,
 }
 
 impl Mesh {
@@ -283,7 +282,6 @@ impl Mesh {
             events: rx,
             out: (0..n).map(|_| None).collect(),
             inb: (0..n).map(|_| None).collect(),
-            bytes_out: 0,
         };
         let me = mesh.me.clone();
         let generation = listener.set_identity(Some(me.clone()));
@@ -412,7 +410,6 @@ impl Mesh {
                     peer: j as u32,
                     source,
                 })?;
-                self.bytes_out += bytes.len() as u64;
                 if *data {
                     o.credits -= 1;
                 }
@@ -452,11 +449,6 @@ impl Mesh {
         Ok(())
     }
 
-    /// Bytes written to peers so far.
-    pub fn bytes_out(&self) -> u64 {
-        self.bytes_out
-    }
-
     /// Tells every peer this worker stops on purpose, writing what is queued first.
     pub fn bye(&mut self) {
         for o in self.out.iter_mut().flatten() {
@@ -470,10 +462,6 @@ impl Mesh {
                 }
             }
         }
-    }
-
-    pub fn identity(&self) -> &Identity {
-        &self.me
     }
 }
 

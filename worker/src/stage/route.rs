@@ -50,11 +50,6 @@ impl Router {
         }
     }
 
-    /// The source's watermark tracker (its partitions change on reassignment).
-    pub fn tracker_mut(&mut self) -> Option<&mut WatermarkTracker> {
-        self.tracker.as_mut()
-    }
-
     /// Routes one batch: keyed records and watermark marks go to `routes[worker]` (this
     /// worker's own entry gets [`Origin::Batch`] records, the others carry their bytes);
     /// stateless and rejected output goes to `out`. Ends with [`Router::finish`].
