@@ -369,6 +369,18 @@ pub enum DeliveryGuarantee {
     AtLeastOnce,
 }
 
+/// How the sink picks a record's partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkPartitioner {
+    /// The Kafka client's default: by a hash of the record key.
+    #[default]
+    Default,
+    /// Worker `i` writes every record to partition `i mod partitions` (Flink's `fixed`), so
+    /// the transactions of different workers never share a partition.
+    Fixed,
+}
+
 /// Kafka sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -379,6 +391,9 @@ pub struct SinkSpec {
     pub bootstrap_servers: Option<String>,
     #[serde(default)]
     pub delivery_guarantee: DeliveryGuarantee,
+    /// Which partition of the sink (and dead-letter) topic each record goes to.
+    #[serde(default)]
+    pub partitioner: SinkPartitioner,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

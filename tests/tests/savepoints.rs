@@ -514,8 +514,10 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
     let broker = Tansu::start().expect("start tansu");
     let bootstrap = broker.bootstrap();
     broker.create_topic("events", PARTITIONS).unwrap();
+    // One partition per worker at the highest parallelism (3): with the `fixed`
+    // partitioner no two workers' transactions share a partition (see `distributed.rs`).
     for topic in ["results", "results-single", "dead"] {
-        broker.create_topic(topic, 1).unwrap();
+        broker.create_topic(topic, 3).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

@@ -40,7 +40,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint::{self, CheckpointError, EncodedOutput, JobStore, Restored, SnapshotWriter};
 use crate::coordinator::{AckReport, Action, Control, Coordinator, Request};
-use crate::kafka::sink::{KafkaSink, SinkError, SinkIdentity};
+use crate::kafka::sink::{orphaned_slots, KafkaSink, SinkError, SinkIdentity};
 use crate::kafka::source::{KafkaSource, SourceError};
 use crate::metrics::{CheckpointInfo, Metrics, PartitionLabels, PartitionStatus, SharedStatus};
 use crate::output::{Destination, OutRecord};
@@ -104,14 +104,23 @@ pub enum Fault {
     AfterManifest { from: u64 },
     /// An at-least-once sink that takes at most `per_second` records per second.
     SlowSink { per_second: u64 },
+    /// Abort instead of committing the output of an epoch `>= from`, whether on the
+    /// coordinator's word or when settling a restored checkpoint: every worker with this
+    /// fault dies with that output uncommitted.
+    BeforeCommit { from: u64 },
 }
 
 impl Fault {
-    /// Parses `after-manifest`, `after-manifest:N` or `slow-sink:N`.
+    /// Parses `after-manifest`, `after-manifest:N`, `before-commit:N` or `slow-sink:N`.
     pub fn parse(s: &str) -> Option<Fault> {
         let s = s.trim();
         if s == "after-manifest" {
             return Some(Fault::AfterManifest { from: 0 });
+        }
+        if let Some(n) = s.strip_prefix("before-commit:") {
+            return Some(Fault::BeforeCommit {
+                from: n.parse().ok()?,
+            });
         }
         if let Some(n) = s.strip_prefix("slow-sink:") {
             return Some(Fault::SlowSink {
@@ -120,6 +129,16 @@ impl Fault {
         }
         let n = s.strip_prefix("after-manifest:")?.parse().ok()?;
         Some(Fault::AfterManifest { from: n })
+    }
+
+    /// With [`Fault::BeforeCommit`]: aborts the process if epoch `epoch` is to be committed.
+    fn before_commit(fault: Option<Fault>, epoch: u64) {
+        if let Some(Fault::BeforeCommit { from }) = fault {
+            if epoch >= from {
+                tracing::error!(epoch, "fault injection: aborting before the commit");
+                std::process::abort();
+            }
+        }
     }
 }
 
@@ -392,7 +411,25 @@ impl Worker {
             sink.throttle(per_second);
         }
         if let Some(r) = &restored {
-            settle_pending(&sink, r, opts.index, &metrics)?;
+            settle_pending(&sink, r, opts.index, &metrics, opts.fault)?;
+            // Restored at a lower parallelism: take over the slots nobody runs any more.
+            // Opening their sink fences their last producer (Kafka aborts its open
+            // transaction) before their pending output is settled under their marker.
+            for slot in orphaned_slots(r.manifest.parallelism, opts.index, opts.parallelism) {
+                let identity = SinkIdentity::of(&ns, &job, slot);
+                let orphan = KafkaSink::open(
+                    &p.sink,
+                    &sink_bootstrap,
+                    &dlq_topic,
+                    &identity,
+                    Some(opts.data_dir.join("transaction-open")),
+                )?;
+                tracing::info!(
+                    slot,
+                    "settling the output of a slot no worker runs any more"
+                );
+                settle_pending(&orphan, r, slot, &metrics, opts.fault)?;
+            }
         }
 
         let offsets = restored
@@ -1217,6 +1254,7 @@ impl Worker {
         if let Some((acked, _)) = &self.acked {
             if *acked == id {
                 if let Some((_, epoch)) = self.acked.take() {
+                    Fault::before_commit(self.opts.fault, id);
                     self.sink.commit_epoch(id, &epoch.records)?;
                     let now = now_ms();
                     for (r, t) in epoch.records.iter().zip(&epoch.triggers) {
@@ -1381,6 +1419,7 @@ fn settle_pending(
     restored: &Restored,
     slot: u32,
     metrics: &Metrics,
+    fault: Option<Fault>,
 ) -> Result<(), RuntimeError> {
     if !sink.exactly_once() {
         return Ok(());
@@ -1422,6 +1461,7 @@ fn settle_pending(
         records = records.len(),
         "committing the restored checkpoint's output (the previous run stopped before its commit)"
     );
+    Fault::before_commit(fault, *epoch);
     sink.commit_epoch(*epoch, records)?;
     let out = records
         .iter()
@@ -1567,4 +1607,31 @@ fn listen_address(own: &str) -> Result<SocketAddr, RuntimeError> {
         std::net::Ipv4Addr::UNSPECIFIED
     };
     Ok(SocketAddr::from((ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fault;
+
+    #[test]
+    fn faults_parse() {
+        assert_eq!(
+            Fault::parse("after-manifest"),
+            Some(Fault::AfterManifest { from: 0 })
+        );
+        assert_eq!(
+            Fault::parse("after-manifest:4"),
+            Some(Fault::AfterManifest { from: 4 })
+        );
+        assert_eq!(
+            Fault::parse(" before-commit:3 "),
+            Some(Fault::BeforeCommit { from: 3 })
+        );
+        assert_eq!(
+            Fault::parse("slow-sink:1000"),
+            Some(Fault::SlowSink { per_second: 1000 })
+        );
+        assert_eq!(Fault::parse("before-commit"), None);
+        assert_eq!(Fault::parse("sometimes"), None);
+    }
 }

@@ -575,7 +575,8 @@ pub fn wait_statuses(
 }
 
 /// Event-time tumbling 1 s windows over `events` (`key`, `ts`, `amount`) with count, sum,
-/// min and max, into `results` exactly once; dead letters to `dead`.
+/// min and max, into `results` exactly once; dead letters to `dead`. Worker `i` writes to
+/// partition `i mod partitions` (the `fixed` partitioner): see `distributed.rs` for why.
 pub fn windows_to_exactly_once_sink() -> String {
     windows_to_exactly_once_sink_into("results")
 }
@@ -602,6 +603,7 @@ aggregates:
 sink:
   topic: {topic}
   deliveryGuarantee: exactly-once
+  partitioner: fixed
 deadLetter:
   topic: dead
 "#

@@ -13,6 +13,10 @@
 //!
 //! **At-least-once** produces records as they are emitted and flushes before each checkpoint
 //! completes.
+//!
+//! **Partitioning**: by default the Kafka client picks the partition from the record key.
+//! With the `fixed` partitioner, slot `i` writes every record to partition `i mod partitions`
+//! of the sink and of the dead-letter topic.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-use rivulet_api::spec::{DeliveryGuarantee, SinkSpec};
+use rivulet_api::spec::{DeliveryGuarantee, SinkPartitioner, SinkSpec};
 
 use super::config::{client_config, ConfigError};
 use crate::output::{Destination, OutRecord};
@@ -69,6 +73,8 @@ impl ProducerContext for DeliveryContext {
 /// Names that identify one sink slot of one job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkIdentity {
+    /// The slot: the index of the worker that owns this sink.
+    pub slot: u32,
     /// `transactional.id`, stable across restarts of this slot.
     pub transactional_id: String,
     /// Consumer group whose committed offset is the last committed epoch.
@@ -79,10 +85,21 @@ impl SinkIdentity {
     /// The identity of sink slot `slot` of job `job` in `namespace`.
     pub fn of(namespace: &str, job: &str, slot: u32) -> SinkIdentity {
         SinkIdentity {
+            slot,
             transactional_id: format!("rivulet-{namespace}-{job}-sink-{slot}"),
             marker_group: format!("rivulet-{namespace}-{job}-sink-{slot}-epochs"),
         }
     }
+}
+
+/// The sink slots of a snapshot taken at `snapshot_parallelism` that no worker of a job at
+/// `parallelism` owns, and that worker `index` settles in their stead: `s mod parallelism ==
+/// index`. Their pending output would be lost, and an open transaction of theirs would only
+/// end at its timeout, if nobody took them over.
+pub fn orphaned_slots(snapshot_parallelism: u32, index: u32, parallelism: u32) -> Vec<u32> {
+    (parallelism..snapshot_parallelism)
+        .filter(|s| parallelism > 0 && s % parallelism == index)
+        .collect()
 }
 
 pub struct KafkaSink {
@@ -95,6 +112,9 @@ pub struct KafkaSink {
     marker_config: rdkafka::ClientConfig,
     marker_group: String,
     txn_flag: Option<PathBuf>,
+    /// With the `fixed` partitioner: the partitions of the sink and dead-letter topics this
+    /// slot writes to.
+    fixed: Option<(i32, i32)>,
     blocked_ns: AtomicU64,
     /// At most this many records per second (a test's slow sink): (rate, start, sent).
     throttle: Option<(u64, std::time::Instant, std::sync::atomic::AtomicU64)>,
@@ -142,12 +162,15 @@ impl KafkaSink {
         // Asked through a consumer, which never auto-creates topics: a misspelt topic is an
         // error, not a new topic.
         let probe: BaseConsumer = marker_config.create()?;
-        for (what, topic) in [
-            ("sink", spec.topic.as_str()),
-            ("dead-letter", dead_letter_topic),
-        ] {
-            ensure_topic(probe.client(), what, topic)?;
-        }
+        let sink_partitions = ensure_topic(probe.client(), "sink", &spec.topic)?;
+        let dead_letter_partitions =
+            ensure_topic(probe.client(), "dead-letter", dead_letter_topic)?;
+        let fixed = (spec.partitioner == SinkPartitioner::Fixed).then(|| {
+            (
+                fixed_partition(identity.slot, sink_partitions),
+                fixed_partition(identity.slot, dead_letter_partitions),
+            )
+        });
         if exactly_once {
             producer.init_transactions(TXN_TIMEOUT)?;
         }
@@ -160,6 +183,7 @@ impl KafkaSink {
             marker_config,
             marker_group: identity.marker_group.clone(),
             txn_flag,
+            fixed,
             blocked_ns: AtomicU64::new(0),
             throttle: None,
         })
@@ -309,6 +333,12 @@ impl KafkaSink {
         if let Some(k) = &r.key {
             record = record.key(k);
         }
+        if let Some((sink, dead_letter)) = self.fixed {
+            record = record.partition(match r.destination {
+                Destination::Sink => sink,
+                Destination::DeadLetter => dead_letter,
+            });
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -326,22 +356,26 @@ impl KafkaSink {
 }
 
 /// Fails clearly when `topic` does not exist, instead of letting produce calls wait for it.
+/// The partition slot `slot` writes to with the `fixed` partitioner.
+fn fixed_partition(slot: u32, partitions: usize) -> i32 {
+    // Partition counts fit in i32 (Kafka's own type); `partitions` is never 0 here.
+    (slot as usize % partitions.max(1)) as i32
+}
+
 fn ensure_topic<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     what: &'static str,
     topic: &str,
-) -> Result<(), SinkError> {
+) -> Result<usize, SinkError> {
     let mut last = None;
     // Metadata of a freshly created topic can lag briefly.
     for _ in 0..10 {
         match client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
             Ok(md) => {
-                if md
-                    .topics()
-                    .iter()
-                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-                {
-                    return Ok(());
+                if let Some(t) = md.topics().iter().find(|t| {
+                    t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                }) {
+                    return Ok(t.partitions().len());
                 }
             }
             Err(e) => last = Some(e),
@@ -362,5 +396,27 @@ impl Drop for KafkaSink {
         if !self.exactly_once() {
             let _ = self.producer.flush(Duration::from_secs(10));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_slots_go_to_the_worker_their_number_maps_to() {
+        assert_eq!(orphaned_slots(3, 0, 1), vec![1, 2]);
+        assert_eq!(orphaned_slots(5, 0, 2), vec![2, 4]);
+        assert_eq!(orphaned_slots(5, 1, 2), vec![3]);
+        // Same or higher parallelism: every old slot still has its worker.
+        assert!(orphaned_slots(2, 0, 2).is_empty());
+        assert!(orphaned_slots(2, 1, 3).is_empty());
+    }
+
+    #[test]
+    fn fixed_partition_wraps_around_the_topic() {
+        assert_eq!(fixed_partition(0, 3), 0);
+        assert_eq!(fixed_partition(4, 3), 1);
+        assert_eq!(fixed_partition(2, 1), 0);
     }
 }
