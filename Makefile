@@ -21,10 +21,11 @@ build:
 run: setup build
 	$(CARGO_TARGET_DIR)/release/rivulet run examples/clicks.yaml --generator clicks
 
-## bench: Nexmark through Kafka (tansu on loopback); writes bench/results/<UTC date>.md
+## bench: Nexmark through Kafka (tansu on loopback), every variant at each parallelism in BENCH_PARALLELISM (comma-separated workers per job, default 1,2); writes bench/results/<UTC date>.md
 BENCH_EVENTS ?= 1000000
+BENCH_PARALLELISM ?= 1,2
 bench: setup build
-	$(CARGO_TARGET_DIR)/release/rivulet-bench run --events $(BENCH_EVENTS)
+	$(CARGO_TARGET_DIR)/release/rivulet-bench run --events $(BENCH_EVENTS) --parallelism $(BENCH_PARALLELISM)
 
 ## profile: a perf CPU profile of one query in process (QUERY=q5-heap, EVENTS=300000)
 QUERY ?= q5-heap

@@ -5,8 +5,8 @@
 //!   variants measured (backend × guarantee).
 //! - [`inprocess`]: the worker's processing core fed generated events in memory (no Kafka).
 //! - [`runner`]: through Kafka: tansu on loopback, fill a topic, measure the raw-consume
-//!   ceiling, time one `rivulet-worker` per variant (repeated, medians reported), then the
-//!   live latency phase.
+//!   ceiling, time every variant at every parallelism, n `rivulet-worker` processes of one
+//!   job per run (repeated, medians reported), then the live latency phase (one worker).
 //! - [`latency`]: live end-to-end latency through Kafka: events produced at a fixed rate in
 //!   wall-clock event time, and the worker's latency histogram read back from `/metrics`.
 //! - [`report`]: the markdown written to `bench/results/<UTC date>.md`.

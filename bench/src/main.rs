@@ -44,8 +44,9 @@ impl Events {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start tansu, fill a topic, measure the raw-consume ceiling and every variant
-    /// (repeated), then each variant's live latency, and write <out>/<UTC date>.md.
+    /// Start tansu, fill a topic, measure the raw-consume ceiling and every variant at
+    /// every parallelism (repeated), then each variant's live latency (one worker), and
+    /// write <out>/<UTC date>.md.
     Run {
         #[command(flatten)]
         source: Events,
@@ -54,14 +55,18 @@ enum Command {
         /// Variants, QUERY-BACKEND-GUARANTEE (e.g. q5-rocksdb-eo); comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VARIANTS.iter().map(|s| s.to_string()))]
         variants: Vec<String>,
-        /// Seconds before one variant is given up.
+        /// Workers of one job each variant is measured at (n `rivulet-worker` processes
+        /// on loopback, shuffling over TCP); comma-separated, e.g. 1,2.
+        #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..))]
+        parallelism: Vec<u32>,
+        /// Seconds before one run is given up.
         #[arg(long, default_value_t = 300)]
         run_timeout: u64,
         /// Ceiling measurements (the median is used).
         #[arg(long, default_value_t = 3)]
         ceiling_runs: u32,
-        /// Throughput runs of each variant (the median is reported, with min-max and
-        /// every run).
+        /// Throughput runs of each variant at each parallelism (the median is reported,
+        /// with min-max and every run).
         #[arg(long, default_value_t = 3)]
         repeat: u32,
         /// Live latency phase: events per second produced to each variant's fresh topic.
@@ -105,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             source,
             checkpoint_ms,
             variants,
+            parallelism,
             run_timeout,
             ceiling_runs,
             repeat,
@@ -123,6 +129,7 @@ fn main() -> anyhow::Result<()> {
                 seed: source.seed,
                 checkpoint_ms,
                 variants,
+                parallelisms: runner::parallelisms(&parallelism)?,
                 run_timeout: Duration::from_secs(run_timeout),
                 ceiling_runs,
                 repeat,

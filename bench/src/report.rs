@@ -1,6 +1,7 @@
 //! The results file, `bench/results/<UTC date>.md`: the machine, the command, the fill and
-//! the ceiling (median of its runs), one row per variant (medians of its runs, with min–max
-//! and every run), the live latency through Kafka, and every figure against its target.
+//! the ceiling (median of its runs), one row per variant and parallelism (medians of its
+//! runs, with min–max and every run), the live latency through Kafka (one worker), and
+//! every figure against its target.
 //!
 //! Targets (from the Nexmark issue):
 //! - in process: q1 >= 2 M events/s per core; the q5-style window on the heap >= 1 M
@@ -52,12 +53,38 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-/// The median events/s of a variant, over its completed runs.
-fn median_rate(o: &Outcome, q: &str, b: StateBackendKind, g: DeliveryGuarantee) -> Option<f64> {
+/// The median events/s of a variant at `parallelism`, over its completed runs.
+fn median_rate(
+    o: &Outcome,
+    q: &str,
+    b: StateBackendKind,
+    g: DeliveryGuarantee,
+    parallelism: u32,
+) -> Option<f64> {
     o.variants
         .iter()
-        .find(|vr| vr.variant.query == q && vr.variant.backend == b && vr.variant.guarantee == g)
+        .find(|vr| {
+            vr.variant.query == q
+                && vr.variant.backend == b
+                && vr.variant.guarantee == g
+                && vr.parallelism == parallelism
+        })
         .and_then(VariantRuns::median_rate)
+}
+
+/// `1`, `1 and 2`, `1, 2 and 4`.
+fn and_list(items: &[u32]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!(
+            "{} and {last}",
+            init.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// A table's header row (`columns` separated by ` | `) and alignment row; `align` has a
@@ -118,7 +145,9 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
     );
     let _ = writeln!(
         s,
-        "- Workers: one `rivulet-worker` per run (parallelism 1), checkpoints every {} ms to `file://` in a temp dir. Each variant ran {} time{}, round-robin over the variants (every variant once, then again), each run with a fresh temp dir, job name and sink topic (`<variant>-r<run>-out`). Seconds run from spawning the worker until `/status` shows `recordsIn == events` (start-up included; the start-up column is spawn to `/readyz`; \"all handled\" is spawn until processed + filtered + late + malformed + keyless == events). Events/s = events / seconds. Events/s per core = events / worker CPU seconds (utime+stime from `/proc/<pid>/stat`, read when all were handled). Broker CPU s = tansu's utime+stime from spawning the worker until every record was handled. Records out = `recordsOut` once it settles (windows still open at the end of the data are not emitted; q12 uses processing time).",
+        "- Workers: every variant at parallelism{} {} (the `workers` column): a run at parallelism n is one job (`spec.parallelism: n`) of n `rivulet-worker` processes on this machine, worker i started with `--index i --parallelism n`, its own HTTP port and data dir and, for n > 1, `--peers` with every worker's shuffle address (loopback TCP); worker i reads the Kafka partitions p with p mod n = i. Checkpoints every {} ms to `file://` in a temp dir. Each variant ran {} time{} at each parallelism, round-robin (every variant at every parallelism once, then again), each run with a fresh temp dir, job name and sink topic (`<variant>-p<workers>-r<run>-out`). Seconds run from spawning the workers until the sum of their `/status` `recordsIn` equals the events (start-up included; the start-up column is spawn until every worker's `/readyz` answers; \"all handled\" is spawn until processed + filtered + late + malformed + keyless, summed over the workers, == events). Events/s = events / seconds. Events/s per core = events / CPU seconds of all the workers together (utime+stime from `/proc/<pid>/stat`, read when all were handled). Broker CPU s = tansu's utime+stime from spawning the workers until every record was handled. Records out = the workers' `recordsOut` summed once it settles (windows still open at the end of the data are not emitted; q12 uses processing time).",
+        if opts.parallelisms.len() > 1 { "s" } else { "" },
+        and_list(&opts.parallelisms),
         opts.checkpoint_ms,
         opts.repeat.max(1),
         if opts.repeat > 1 { "s" } else { "" }
@@ -167,12 +196,12 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
     let _ = writeln!(s, "\n## Queries\n");
     let _ = writeln!(
         s,
-        "Medians over the runs that read every event; events/s and events/s per core also give min–max, and \"runs\" every run's events/s in run order. % of ceiling is the median events/s over the median ceiling.\n"
+        "One row per variant and parallelism (`workers`). Medians over the runs that read every event; events/s and events/s per core also give min–max, and \"runs\" every run's events/s in run order. % of ceiling is the median events/s over the median ceiling.\n"
     );
     table_head(
         &mut s,
-        "query | backend | guarantee | events | seconds | all handled s | start-up s | events/s (min–max) | runs, events/s | CPU s | events/s per core (min–max) | broker CPU s | records out | % of ceiling | target | ",
-        "lllrrrrrrrrrrrll",
+        "query | backend | guarantee | workers | events | seconds | all handled s | start-up s | events/s (min–max) | runs, events/s | CPU s | events/s per core (min–max) | broker CPU s | records out | % of ceiling | target | ",
+        "lllrrrrrrrrrrrrll",
     );
     for vr in &o.variants {
         let v = vr.variant;
@@ -187,10 +216,11 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
                 .map_or("timed out", |e| e.lines().next().unwrap_or_default());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | failed: {} | | | | | {} | | | | | | | |",
+                "| {} | {} | {} | {} | failed: {} | | | | | {} | | | | | | | |",
                 v.query,
                 backend_name(v.backend),
                 guarantee_name(v.guarantee),
+                vr.parallelism,
                 why,
                 each_run(vr)
             );
@@ -204,10 +234,11 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | >= {:.0}% of ceiling | {} |",
+            "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | >= {:.0}% of ceiling | {} |",
             v.query,
             backend_name(v.backend),
             guarantee_name(v.guarantee),
+            vr.parallelism,
             median_of(vr, 0, |r| Some(r.records_in as f64)),
             if completed < vr.runs.len() {
                 format!(" ({completed} of {} runs)", vr.runs.len())
@@ -233,8 +264,8 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
     }
 
     let _ = writeln!(s, "\n## Ratios\n");
-    let _ = writeln!(s, "Of the median events/s.\n");
-    table_head(&mut s, "comparison | ratio | target | ", "lrll");
+    let _ = writeln!(s, "Of the median events/s, at the same parallelism.\n");
+    table_head(&mut s, "comparison | workers | ratio | target | ", "lrrll");
     use DeliveryGuarantee::*;
     use StateBackendKind::*;
     let ratios = [
@@ -252,20 +283,26 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
         ),
     ];
     for (what, (b1, g1), (b2, g2), target) in ratios {
-        let ratio = median_rate(o, "q5", b1, g1)
-            .zip(median_rate(o, "q5", b2, g2))
-            .filter(|(_, b)| *b > 0.0)
-            .map(|(a, b)| a / b);
-        let _ = match ratio {
-            Some(r) => writeln!(
-                s,
-                "| {what} | {:.0}% | >= {:.0}% | {} |",
-                r * 100.0,
-                target * 100.0,
-                met(r >= target)
-            ),
-            None => writeln!(s, "| {what} | not measured | >= {:.0}% | |", target * 100.0),
-        };
+        for &n in &opts.parallelisms {
+            let ratio = median_rate(o, "q5", b1, g1, n)
+                .zip(median_rate(o, "q5", b2, g2, n))
+                .filter(|(_, b)| *b > 0.0)
+                .map(|(a, b)| a / b);
+            let _ = match ratio {
+                Some(r) => writeln!(
+                    s,
+                    "| {what} | {n} | {:.0}% | >= {:.0}% | {} |",
+                    r * 100.0,
+                    target * 100.0,
+                    met(r >= target)
+                ),
+                None => writeln!(
+                    s,
+                    "| {what} | {n} | not measured | >= {:.0}% | |",
+                    target * 100.0
+                ),
+            };
+        }
     }
 
     render_latency(&mut s, opts, &o.latency);
@@ -277,8 +314,8 @@ fn render_every_run(s: &mut String, o: &Outcome) {
     let _ = writeln!(s, "\n### Every run\n");
     table_head(
         s,
-        "variant | run | events | seconds | all handled s | start-up s | events/s | CPU s | events/s per core | broker CPU s | records out | ",
-        "lrrrrrrrrrrl",
+        "variant | workers | run | events | seconds | all handled s | start-up s | events/s | CPU s | events/s per core | broker CPU s | records out | ",
+        "lrrrrrrrrrrrl",
     );
     for vr in &o.variants {
         for (i, r) in vr.runs.iter().enumerate() {
@@ -289,8 +326,9 @@ fn render_every_run(s: &mut String, o: &Outcome) {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} |",
                 vr.variant.id(),
+                vr.parallelism,
                 i + 1,
                 r.records_in,
                 r.seconds,
@@ -314,7 +352,7 @@ fn render_latency(s: &mut String, opts: &Options, rows: &[LatencyResult]) {
     let _ = writeln!(s, "\n## Latency through Kafka\n");
     let _ = writeln!(
         s,
-        "After the throughput runs, each variant got a fresh, empty source topic (`<variant>-live`, {} partitions) and a worker started on it (`startFrom: earliest`, ready before the first event). The bench then produced Nexmark events at a fixed rate for a fixed time, every {} ms sending the events due by then, with event times following the wall clock (event n at start + n / rate, minus up to 500 ms of out-of-orderness), so event-time windows close in real time; records carry the producer's CreateTime. Once the worker had read every event (at most {} s) and one checkpoint interval + 1 s had passed, p50 and p99 were read from the worker's `{}` histogram (buckets from 1 ms, doubling; linear interpolation within a bucket like Prometheus' `histogram_quantile`; a quantile in the +Inf bucket shows as the largest bound).\n",
+        "After the throughput runs, each variant got a fresh, empty source topic (`<variant>-live`, {} partitions) and one worker (parallelism 1) started on it (`startFrom: earliest`, ready before the first event). The bench then produced Nexmark events at a fixed rate for a fixed time, every {} ms sending the events due by then, with event times following the wall clock (event n at start + n / rate, minus up to 500 ms of out-of-orderness), so event-time windows close in real time; records carry the producer's CreateTime. Once the worker had read every event (at most {} s) and one checkpoint interval + 1 s had passed, p50 and p99 were read from the worker's `{}` histogram (buckets from 1 ms, doubling; linear interpolation within a bucket like Prometheus' `histogram_quantile`; a quantile in the +Inf bucket shows as the largest bound).\n",
         opts.partitions,
         crate::latency::PACE.as_millis(),
         LIVE_DRAIN_TIMEOUT.as_secs(),
@@ -441,6 +479,7 @@ mod tests {
             seed: 0,
             checkpoint_ms: 1000,
             variants: vec![eo, alo],
+            parallelisms: vec![1],
             run_timeout: std::time::Duration::from_secs(1),
             ceiling_runs: 3,
             repeat: 3,
@@ -466,11 +505,13 @@ mod tests {
             variants: vec![
                 VariantRuns {
                     variant: eo,
+                    parallelism: 1,
                     // 1000, 2000 and 500 records/s: the median is 1000.
                     runs: vec![run(eo, 1.0, None), run(eo, 0.5, None), run(eo, 2.0, None)],
                 },
                 VariantRuns {
                     variant: alo,
+                    parallelism: 1,
                     // One run failed: the median of 1000 and 2000 is 1500.
                     runs: vec![
                         run(alo, 1.0, None),
@@ -504,13 +545,96 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("/ at-least-once | 67% | >= 90% | NOT met |"),
+            text.contains("/ at-least-once | 1 | 67% | >= 90% | NOT met |"),
             "{text}"
         );
-        assert!(text.contains("| q5-heap-alo | 2 | 1000 | 0.00 |"), "{text}");
+        assert!(
+            text.contains("| q5-heap-alo | 1 | 2 | 1000 | 0.00 |"),
+            "{text}"
+        );
+        assert!(text.contains("every variant at parallelism 1 (the `workers` column)"));
+        assert!(
+            text.contains("| q5 | heap | exactly-once | 1 | 1000 |"),
+            "{text}"
+        );
         assert!(text.contains("failed: boom"));
         assert!(text.contains("Not run here: end-to-end latency through Kafka,"));
         assert!(!text.contains("## Latency through Kafka"));
+    }
+
+    #[test]
+    fn one_row_per_variant_and_parallelism() {
+        let (mut opts, mut o) = outcome(Vec::new());
+        opts.parallelisms = vec![1, 2];
+        // Each variant also at parallelism 2, twice as fast.
+        let doubled: Vec<VariantRuns> = o
+            .variants
+            .iter()
+            .map(|vr| VariantRuns {
+                variant: vr.variant,
+                parallelism: 2,
+                runs: vr
+                    .runs
+                    .iter()
+                    .map(|r| RunResult {
+                        seconds: r.seconds / 2.0,
+                        ..r.clone()
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut grouped = Vec::new();
+        for (one, two) in o.variants.drain(..).zip(doubled) {
+            grouped.extend([one, two]);
+        }
+        o.variants = grouped;
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(text.contains("every variant at parallelisms 1 and 2 (the `workers` column)"));
+        assert!(
+            text.contains("| q5 | heap | exactly-once | 1 | 1000 | 1.00 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| q5 | heap | exactly-once | 2 | 1000 | 0.50 |"),
+            "{text}"
+        );
+        // 2000 events/s of a 2000 records/s ceiling.
+        assert!(
+            text.contains("| 2000 (1000–4000) | 2000 / 4000 / 1000 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 100% | >= 70% of ceiling | met |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| q5-heap-eo | 2 | 3 | 1000 | 1.00 |"),
+            "{text}"
+        );
+        // Rows grouped by variant, then parallelism.
+        let at = |row: &str| text.find(row).unwrap_or_else(|| panic!("{row}: {text}"));
+        assert!(at("| q5-heap-eo | 1 | 1 |") < at("| q5-heap-eo | 2 | 1 |"));
+        assert!(at("| q5-heap-eo | 2 | 3 |") < at("| q5-heap-alo | 1 | 1 |"));
+        // The ratios at each parallelism.
+        assert!(
+            text.contains("/ at-least-once | 1 | 67% | >= 90% | NOT met |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/ at-least-once | 2 | 67% | >= 90% | NOT met |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RocksDB / heap | 2 | not measured |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lists_read_like_prose() {
+        assert_eq!(and_list(&[1]), "1");
+        assert_eq!(and_list(&[1, 2]), "1 and 2");
+        assert_eq!(and_list(&[1, 2, 4]), "1, 2 and 4");
     }
 
     #[test]

@@ -1,28 +1,37 @@
 //! The benchmark runner through Kafka: a tansu broker on loopback, a source topic filled
 //! with Nexmark events, the machine's ceiling (raw rdkafka consumption of that topic), then
-//! one `rivulet-worker` per variant and run, timed until it has read every event; last, the
-//! live latency phase.
+//! every variant at every parallelism, one job of n `rivulet-worker` processes per run,
+//! timed until the workers have read every event; last, the live latency phase.
 //!
-//! **Repeats.** Throughput through Kafka is noisy when the broker, the worker and the bench
-//! share a small machine, so every variant is run [`Options::repeat`] times (round-robin:
-//! every variant once, then again), each in a fresh temp dir with its own job name and sink
-//! and dead-letter topics (`<variant id>-r<run>-out`); the report uses medians. The ceiling
-//! is measured [`Options::ceiling_runs`] times and its median used too.
+//! **Parallelism.** A run at parallelism n is one job (`spec.parallelism: n`) of n workers
+//! on loopback, started like `rivulet run` starts them: worker i with `--index i
+//! --parallelism n`, its own HTTP port and data dir, and (when n > 1) `--peers` listing
+//! every worker's shuffle address, distinct free `127.0.0.1` ports. Worker i reads the
+//! Kafka partitions p with `p mod n == i`, so the figures are sums over the workers:
+//! `recordsIn`, the records handled, CPU time.
 //!
-//! A variant's time runs from spawning the worker until its `/status` shows
-//! `recordsIn == events` (process start-up, restore and consumer group join included; the
-//! start-up part, until `/readyz` answers, is reported separately). CPU time is the
-//! worker's `utime + stime` from `/proc/<pid>/stat` at that moment; "events/s per core"
-//! is events divided by CPU seconds, read once every record was handled (processed,
-//! filtered, late, malformed or keyless: the time for that is reported too).
+//! **Repeats.** Throughput through Kafka is noisy when the broker, the workers and the
+//! bench share a small machine, so every (variant, parallelism) is run [`Options::repeat`]
+//! times (round-robin: each once, then again), each in a fresh temp dir with its own job
+//! name and sink and dead-letter topics (`<variant id>-p<n>-r<run>-out`); the report uses
+//! medians. The ceiling is measured [`Options::ceiling_runs`] times and its median used too.
+//!
+//! A run's time goes from spawning the workers until the sum of their `/status`
+//! `recordsIn` equals the events (process start-up, restore, the shuffle mesh and consumer
+//! start included; the start-up part, until every worker's `/readyz` answers, is reported
+//! separately). CPU time is the sum of the workers' `utime + stime` from
+//! `/proc/<pid>/stat`; "events/s per core" is events divided by CPU seconds, read once
+//! every record was handled (processed, filtered, late, malformed or keyless, summed over
+//! the workers: the time for that is reported too).
 //!
 //! **Latency.** The throughput runs read a pre-filled backlog, so their latency means
 //! nothing. The live phase gives each variant a fresh, empty source topic (`<id>-live`),
 //! starts a worker on it, produces events at a fixed rate with event times following the
 //! wall clock ([`latency::produce_live`]), waits until the worker has read them all and one
 //! more checkpoint has committed, then reads p50 and p99 from the worker's
-//! `rivulet_end_to_end_latency_seconds` histogram.
+//! `rivulet_end_to_end_latency_seconds` histogram. This phase runs at parallelism 1 only.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,7 +57,10 @@ pub struct Options {
     pub seed: u64,
     pub checkpoint_ms: u64,
     pub variants: Vec<Variant>,
-    /// Give up on one variant after this long.
+    /// Every variant is measured at each of these parallelisms (workers of one job), in
+    /// this order; see [`parallelisms`].
+    pub parallelisms: Vec<u32>,
+    /// Give up on one run after this long.
     pub run_timeout: Duration,
     /// Ceiling measurements (the median is used).
     pub ceiling_runs: u32,
@@ -95,7 +107,8 @@ pub fn per_core(events: u64, cpu_seconds: f64) -> f64 {
     }
 }
 
-/// One variant's result.
+/// One run's result: a variant at a parallelism; counts and CPU time are sums over the
+/// workers.
 #[derive(Clone, Debug)]
 pub struct RunResult {
     pub variant: Variant,
@@ -107,9 +120,10 @@ pub struct RunResult {
     /// Spawn until every input record was handled (processed, filtered, late, malformed
     /// or keyless); `None` if that did not happen within the run timeout.
     pub handled_seconds: Option<f64>,
+    /// Spawn until every worker's `/readyz` answered.
     pub startup_seconds: Option<f64>,
     pub cpu_seconds: f64,
-    /// The broker's (tansu's) CPU seconds while the worker ran.
+    /// The broker's (tansu's) CPU seconds while the workers ran.
     pub broker_cpu_seconds: f64,
     pub timed_out: bool,
     pub error: Option<String>,
@@ -155,10 +169,12 @@ impl Summary {
     }
 }
 
-/// Every throughput run of one variant.
+/// Every throughput run of one variant at one parallelism.
 #[derive(Clone, Debug)]
 pub struct VariantRuns {
     pub variant: Variant,
+    /// Workers of the job.
+    pub parallelism: u32,
     pub runs: Vec<RunResult>,
 }
 
@@ -188,7 +204,8 @@ pub struct Outcome {
     pub in_process: Vec<InProcessResult>,
     pub fill: Fill,
     pub ceilings: Vec<Ceiling>,
-    /// One entry per variant, in the order given.
+    /// One entry per variant and parallelism: variants in the order given, each at every
+    /// parallelism in the order given ([`groups`]).
     pub variants: Vec<VariantRuns>,
     /// The live latency phase, one per variant (empty when skipped).
     pub latency: Vec<LatencyResult>,
@@ -224,6 +241,37 @@ pub const SOURCE_TOPIC: &str = "nexmark";
 
 /// How long the live phase waits for the worker to read everything produced.
 pub const LIVE_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the workers of a job get to take their final checkpoint and exit after the
+/// stop request, before they are killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The parallelisms to measure: `list` in its order without repeats; an error if it is
+/// empty or holds 0.
+pub fn parallelisms(list: &[u32]) -> anyhow::Result<Vec<u32>> {
+    if list.is_empty() {
+        bail!("no parallelism given");
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for &n in list {
+        if n == 0 {
+            bail!("a parallelism must be at least 1");
+        }
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// What is measured, grouped as the report shows it: each variant (in order) at each
+/// parallelism (in order).
+pub fn groups(variants: &[Variant], parallelisms: &[u32]) -> Vec<(Variant, u32)> {
+    variants
+        .iter()
+        .flat_map(|v| parallelisms.iter().map(move |n| (*v, *n)))
+        .collect()
+}
 
 /// Runs the whole suite. `progress` gets one line per step.
 pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Outcome> {
@@ -283,20 +331,20 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         ceilings.push(c);
     }
 
-    let mut variants: Vec<VariantRuns> = opts
-        .variants
-        .iter()
-        .map(|v| VariantRuns {
-            variant: *v,
+    let mut variants: Vec<VariantRuns> = groups(&opts.variants, &opts.parallelisms)
+        .into_iter()
+        .map(|(variant, parallelism)| VariantRuns {
+            variant,
+            parallelism,
             runs: Vec::new(),
         })
         .collect();
     let repeat = opts.repeat.max(1);
     for run in 1..=repeat {
         for vr in &mut variants {
-            let v = vr.variant;
+            let (v, n) = (vr.variant, vr.parallelism);
             let r =
-                run_variant(&tansu, broker_pid, &worker_bin, opts, v, run).unwrap_or_else(|e| {
+                run_variant(&tansu, broker_pid, &worker_bin, opts, v, n, run).unwrap_or_else(|e| {
                     RunResult {
                         variant: v,
                         records_in: 0,
@@ -312,7 +360,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
                     }
                 });
             progress(&format!(
-                "{} run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core{}{}",
+                "{} at parallelism {n}, run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core{}{}",
                 v.id(),
                 r.records_in,
                 r.seconds,
@@ -521,24 +569,73 @@ pub fn raw_consume(
     })
 }
 
-/// One worker's job, set up in a fresh temp dir (job file, snapshots, data dir) with its
-/// own sink and dead-letter topics created; [`Job::spawn`] starts a `rivulet-worker` on it.
+/// `k` distinct TCP ports on 127.0.0.1 that were free a moment ago: all are bound at once,
+/// so none repeats, then released for the workers to take.
+fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..k)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// The command line of worker `index` of a job of `peers.len()` workers, as `rivulet run`
+/// starts it: the job file, its ordinal and the parallelism, the broker, its own HTTP
+/// address and data dir, and, when there is more than one worker, every worker's shuffle
+/// address (a loopback entry makes the worker listen on loopback only).
+fn worker_args(
+    job: &Path,
+    index: usize,
+    peers: &[String],
+    bootstrap: &str,
+    http: &str,
+    data_dir: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "--job".to_string(),
+        job.display().to_string(),
+        "--index".into(),
+        index.to_string(),
+        "--parallelism".into(),
+        peers.len().to_string(),
+        "--bootstrap-servers".into(),
+        bootstrap.to_string(),
+        "--http".into(),
+        http.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+    ];
+    if peers.len() > 1 {
+        args.extend(["--peers".to_string(), peers.join(",")]);
+    }
+    args
+}
+
+/// One job, set up in a fresh temp dir (job file, snapshots, a data dir per worker) with
+/// its own sink and dead-letter topics created; [`Job::spawn`] starts its workers.
 struct Job {
     dir: tempfile::TempDir,
     label: String,
-    http: String,
+    /// Each worker's HTTP address, in ordinal order.
+    http: Vec<String>,
+    /// Each worker's shuffle address, in ordinal order.
+    peers: Vec<String>,
 }
 
 impl Job {
-    /// Variant `v` reading `source_topic`. `name` (e.g. `q5-heap-eo-r2`) names the job
-    /// (`nexmark-<name>`) and its sink and dead-letter topics (`<name>-out`, `<name>-dlq`),
-    /// so no two jobs share output, transactional ids or consumer groups.
+    /// Variant `v` reading `source_topic`, run by `parallelism` workers. `name` (e.g.
+    /// `q5-heap-eo-p2-r2`) names the job (`nexmark-<name>`) and its sink and dead-letter
+    /// topics (`<name>-out`, `<name>-dlq`), so no two jobs share output, transactional ids
+    /// or consumer groups.
     fn create(
         tansu: &Tansu,
         opts: &Options,
         v: Variant,
         source_topic: &str,
         name: &str,
+        parallelism: u32,
     ) -> anyhow::Result<Job> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("rivulet-bench-{name}-"))
@@ -547,6 +644,7 @@ impl Job {
         let manifest = renamed(
             v.manifest(source_topic, opts.checkpoint_ms, &storage)?,
             name,
+            parallelism,
         )?;
         tansu.create_topic(&manifest.spec.pipeline.sink.topic, opts.partitions)?;
         if let Some(dlq) = &manifest.spec.pipeline.dead_letter.topic {
@@ -556,35 +654,63 @@ impl Job {
             dir.path().join("job.yaml"),
             serde_yaml::to_string(&manifest)?,
         )?;
+        let n = parallelism as usize;
+        let ports = free_ports(2 * n)?;
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let (http, peers) = addresses.split_at(n);
         Ok(Job {
             dir,
             label: name.to_string(),
-            http: format!("127.0.0.1:{}", free_port()),
+            http: http.to_vec(),
+            peers: peers.to_vec(),
         })
     }
 
-    fn spawn(&self, tansu: &Tansu, worker_bin: &Path) -> anyhow::Result<WorkerProcess> {
-        ProcessBuilder::new(worker_bin)
-            .label(&self.label)
-            .arg("--job")
-            .arg(self.dir.path().join("job.yaml"))
-            .args([
-                "--bootstrap-servers",
-                &tansu.bootstrap(),
-                "--http",
-                &self.http,
-            ])
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .env("RIVULET_LOG", "warn")
-            .spawn()
+    /// Starts every worker of the job, in ordinal order.
+    fn spawn(&self, tansu: &Tansu, worker_bin: &Path) -> anyhow::Result<Vec<WorkerProcess>> {
+        let job = self.dir.path().join("job.yaml");
+        let bootstrap = tansu.bootstrap();
+        let mut workers = Vec::with_capacity(self.http.len());
+        for (i, http) in self.http.iter().enumerate() {
+            let data_dir = self.dir.path().join("data").join(i.to_string());
+            let label = if self.http.len() > 1 {
+                format!("{}-{i}", self.label)
+            } else {
+                self.label.clone()
+            };
+            let spawned = ProcessBuilder::new(worker_bin)
+                .label(label)
+                .args(worker_args(
+                    &job,
+                    i,
+                    &self.peers,
+                    &bootstrap,
+                    http,
+                    &data_dir,
+                ))
+                .env("RIVULET_LOG", "warn")
+                .spawn();
+            match spawned {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    stop(&mut workers);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(workers)
     }
 }
 
-/// `m` with its job named `nexmark-<name>` and its sink and dead-letter topics
-/// `<name>-out` and `<name>-dlq`.
-fn renamed(mut m: StreamJobManifest, name: &str) -> anyhow::Result<StreamJobManifest> {
+/// `m` with its job named `nexmark-<name>`, its sink and dead-letter topics `<name>-out`
+/// and `<name>-dlq`, and run by `parallelism` workers.
+fn renamed(
+    mut m: StreamJobManifest,
+    name: &str,
+    parallelism: u32,
+) -> anyhow::Result<StreamJobManifest> {
     m.metadata.name = format!("nexmark-{name}");
+    m.spec.parallelism = parallelism;
     m.spec.pipeline.sink.topic = format!("{name}-out");
     m.spec.pipeline.dead_letter.topic = Some(format!("{name}-dlq"));
     let errors = rivulet_api::validate::validate(&m);
@@ -594,48 +720,115 @@ fn renamed(mut m: StreamJobManifest, name: &str) -> anyhow::Result<StreamJobMani
     Ok(m)
 }
 
-/// Run `run` (from 1) of variant `v` over the filled source topic.
+/// An error naming the first worker that has exited, `context` (e.g. ` after the job
+/// read 10 records`) and its log tail; `Ok` while every worker runs.
+fn exited(workers: &mut [WorkerProcess], context: impl FnOnce() -> String) -> anyhow::Result<()> {
+    for w in workers.iter_mut() {
+        if let Some(status) = w.try_exit_status() {
+            bail!(
+                "worker {} exited ({status}){}\n{}",
+                w.label(),
+                context(),
+                w.log_tail(30)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Run `run` (from 1) of variant `v` at `parallelism` over the filled source topic.
 fn run_variant(
     tansu: &Tansu,
     broker_pid: u32,
     worker_bin: &Path,
     opts: &Options,
     v: Variant,
+    parallelism: u32,
     run: u32,
 ) -> anyhow::Result<RunResult> {
-    let job = Job::create(tansu, opts, v, SOURCE_TOPIC, &format!("{}-r{run}", v.id()))?;
-    let http = job.http.as_str();
+    let name = format!("{}-p{parallelism}-r{run}", v.id());
+    let job = Job::create(tansu, opts, v, SOURCE_TOPIC, &name, parallelism)?;
 
     let broker0 = cpu_seconds(broker_pid)?;
     let start = Instant::now();
-    let mut worker = job.spawn(tansu, worker_bin)?;
-    let pid = worker.pid();
+    let mut workers = job.spawn(tansu, worker_bin)?;
+    let measured = measure(&job, &mut workers, broker_pid, opts, start);
+    stop(&mut workers);
+    let m = measured?;
+    Ok(RunResult {
+        variant: v,
+        records_in: m.last.records_in,
+        records_processed: m.last.records_processed,
+        records_out: m.last.records_out,
+        seconds: m.seconds,
+        handled_seconds: m.handled_seconds,
+        startup_seconds: m.startup,
+        cpu_seconds: m.cpu_seconds,
+        broker_cpu_seconds: m.broker_cpu_seconds - broker0,
+        timed_out: m.timed_out,
+        error: None,
+    })
+}
+
+/// What [`measure`] saw of one run.
+struct Measured {
+    /// The summed status once the counts settled.
+    last: Status,
+    seconds: f64,
+    handled_seconds: Option<f64>,
+    startup: Option<f64>,
+    cpu_seconds: f64,
+    /// The broker's CPU time (absolute) when every record was handled.
+    broker_cpu_seconds: f64,
+    timed_out: bool,
+}
+
+/// Polls the job's workers from `start` (their spawn) until their summed `recordsIn`
+/// reaches the events and every record was handled (or the run timeout), reads the
+/// workers' and the broker's CPU time, then waits (untimed) for the counts to settle.
+fn measure(
+    job: &Job,
+    workers: &mut [WorkerProcess],
+    broker_pid: u32,
+    opts: &Options,
+    start: Instant,
+) -> anyhow::Result<Measured> {
+    let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
     let deadline = start + opts.run_timeout;
+    let mut ready = vec![false; job.http.len()];
     let mut startup = None;
-    let mut last = Status::default();
+    // Each worker's last answer: one that misses a poll keeps its previous counts.
+    let mut each = vec![Status::default(); job.http.len()];
     let mut timed_out = false;
     let mut seconds = None;
     let mut handled_seconds = None;
     loop {
-        if let Some(status) = worker.try_exit_status() {
-            bail!(
-                "worker exited ({status}) after reading {} records\n{}",
-                last.records_in,
-                worker.log_tail(30)
-            );
-        }
-        if startup.is_none() && get(http, "/readyz").is_some() {
-            startup = Some(start.elapsed().as_secs_f64());
-        }
-        if let Some(s) = status(http) {
-            last = s;
-            if seconds.is_none() && last.records_in >= opts.events {
-                seconds = Some(start.elapsed().as_secs_f64());
+        exited(workers, || {
+            format!(
+                " after the job read {} records",
+                Status::sum(&each).records_in
+            )
+        })?;
+        if startup.is_none() {
+            for (r, http) in ready.iter_mut().zip(&job.http) {
+                *r = *r || get(http, "/readyz").is_some();
             }
-            if last.handled >= opts.events {
-                handled_seconds = Some(start.elapsed().as_secs_f64());
-                break;
+            if ready.iter().all(|r| *r) {
+                startup = Some(start.elapsed().as_secs_f64());
             }
+        }
+        for (s, http) in each.iter_mut().zip(&job.http) {
+            if let Some(now) = status(http) {
+                *s = now;
+            }
+        }
+        let total = Status::sum(&each);
+        if seconds.is_none() && total.records_in >= opts.events {
+            seconds = Some(start.elapsed().as_secs_f64());
+        }
+        if total.handled >= opts.events {
+            handled_seconds = Some(start.elapsed().as_secs_f64());
+            break;
         }
         if Instant::now() >= deadline {
             timed_out = seconds.is_none();
@@ -644,36 +837,37 @@ fn run_variant(
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
-    let cpu = cpu_seconds(pid)?;
-    let broker_cpu_seconds = cpu_seconds(broker_pid)? - broker0;
-    // Untimed: let the last batch finish, so the counts in the report are final
-    // (until recordsOut has not moved for 1.5 s, at most 5 s).
+    let mut cpu = 0.0;
+    for pid in pids {
+        cpu += cpu_seconds(pid)?;
+    }
+    let broker_cpu_seconds = cpu_seconds(broker_pid)?;
+    // Untimed: let the last batches finish, so the counts in the report are final
+    // (until no worker's recordsOut or recordsProcessed has moved for 1.5 s, at most 5 s).
     let settle = Instant::now();
     let mut changed = Instant::now();
     while settle.elapsed() < Duration::from_secs(5)
         && changed.elapsed() < Duration::from_millis(1500)
     {
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(s) = status(http) {
-            if s.records_out != last.records_out || s.records_processed != last.records_processed {
-                changed = Instant::now();
+        for (s, http) in each.iter_mut().zip(&job.http) {
+            if let Some(now) = status(http) {
+                if now.records_out != s.records_out || now.records_processed != s.records_processed
+                {
+                    changed = Instant::now();
+                }
+                *s = now;
             }
-            last = s;
         }
     }
-    stop(&mut worker);
-    Ok(RunResult {
-        variant: v,
-        records_in: last.records_in,
-        records_processed: last.records_processed,
-        records_out: last.records_out,
+    Ok(Measured {
+        last: Status::sum(&each),
         seconds,
         handled_seconds,
-        startup_seconds: startup,
+        startup,
         cpu_seconds: cpu,
         broker_cpu_seconds,
         timed_out,
-        error: None,
     })
 }
 
@@ -690,31 +884,12 @@ fn run_live(
 ) -> anyhow::Result<LatencyResult> {
     let name = format!("{}-live", v.id());
     tansu.create_topic(&name, opts.partitions)?;
-    let job = Job::create(tansu, opts, v, &name, &name)?;
-    let http = job.http.as_str();
-    let mut worker = job.spawn(tansu, worker_bin)?;
-    if !wait_alive(&mut worker, Duration::from_secs(60), || {
-        get(http, "/readyz").is_some()
-    })? {
-        bail!("not ready within 60 s");
-    }
-    let produced = latency::produce_live(
-        &tansu.bootstrap(),
-        &name,
-        opts.partitions,
-        opts.seed,
-        opts.latency_rate,
-        opts.latency_seconds,
-    )?;
-    wait_alive(&mut worker, LIVE_DRAIN_TIMEOUT, || {
-        status(http).is_some_and(|s| s.records_in >= produced.events)
-    })?;
-    std::thread::sleep(Duration::from_millis(opts.checkpoint_ms + 1000));
-    let records_in = status(http).context("GET /status")?.records_in;
-    let metrics = get(http, "/metrics").context("GET /metrics")?;
-    let histogram = Histogram::parse(&metrics, LATENCY_METRIC)
-        .with_context(|| format!("no {LATENCY_METRIC} histogram in /metrics"))?;
-    stop(&mut worker);
+    let job = Job::create(tansu, opts, v, &name, &name, 1)?;
+    let http = job.http[0].as_str();
+    let mut workers = job.spawn(tansu, worker_bin)?;
+    let measured = measure_live(tansu, opts, &name, http, &mut workers);
+    stop(&mut workers);
+    let (produced, records_in, histogram) = measured?;
     let in_ms = |q| histogram.quantile(q).map(|s| s * 1000.0);
     Ok(LatencyResult {
         variant: v,
@@ -730,18 +905,50 @@ fn run_live(
     })
 }
 
+/// The live phase of one worker at `http`, ready or not: waits until it is ready, produces
+/// to `topic`, waits for the worker to read it all and one more checkpoint; returns what
+/// was produced, the worker's `recordsIn` and its latency histogram.
+fn measure_live(
+    tansu: &Tansu,
+    opts: &Options,
+    topic: &str,
+    http: &str,
+    workers: &mut [WorkerProcess],
+) -> anyhow::Result<(latency::Produced, u64, Histogram)> {
+    if !wait_alive(workers, Duration::from_secs(60), || {
+        get(http, "/readyz").is_some()
+    })? {
+        bail!("not ready within 60 s");
+    }
+    let produced = latency::produce_live(
+        &tansu.bootstrap(),
+        topic,
+        opts.partitions,
+        opts.seed,
+        opts.latency_rate,
+        opts.latency_seconds,
+    )?;
+    wait_alive(workers, LIVE_DRAIN_TIMEOUT, || {
+        status(http).is_some_and(|s| s.records_in >= produced.events)
+    })?;
+    std::thread::sleep(Duration::from_millis(opts.checkpoint_ms + 1000));
+    let records_in = status(http).context("GET /status")?.records_in;
+    let metrics = get(http, "/metrics").context("GET /metrics")?;
+    let histogram = Histogram::parse(&metrics, LATENCY_METRIC)
+        .with_context(|| format!("no {LATENCY_METRIC} histogram in /metrics"))?;
+    Ok((produced, records_in, histogram))
+}
+
 /// Calls `done` every 50 ms until it returns true (`Ok(true)`) or `timeout` passes
-/// (`Ok(false)`); fails if the worker exits meanwhile.
+/// (`Ok(false)`); fails if a worker exits meanwhile.
 fn wait_alive(
-    worker: &mut WorkerProcess,
+    workers: &mut [WorkerProcess],
     timeout: Duration,
     mut done: impl FnMut() -> bool,
 ) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(status) = worker.try_exit_status() {
-            bail!("worker exited ({status})\n{}", worker.log_tail(30));
-        }
+        exited(workers, String::new)?;
         if done() {
             return Ok(true);
         }
@@ -752,19 +959,42 @@ fn wait_alive(
     }
 }
 
-fn stop(worker: &mut WorkerProcess) {
-    if worker.sigterm().is_ok() && worker.wait_exit(Duration::from_secs(20)).is_none() {
-        worker.kill9();
+/// Stops a job: SIGTERM to its first running worker (the stop request reaches the others
+/// through worker 0, which coordinates the final checkpoint), then waits for every worker
+/// to exit, at most [`STOP_TIMEOUT`] in all, and kills those still running.
+fn stop(workers: &mut [WorkerProcess]) {
+    if let Some(w) = workers.iter_mut().find_map(|w| w.is_running().then_some(w)) {
+        // Fails only if it exited meanwhile: the waits below then kill any left.
+        let _ = w.sigterm();
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for w in workers.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if w.wait_exit(left).is_none() {
+            w.kill9();
+        }
     }
 }
 
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
 struct Status {
     records_in: u64,
     records_processed: u64,
     records_out: u64,
     /// processed + filtered + late + malformed + keyless.
     handled: u64,
+}
+
+impl Status {
+    /// The job's counts: the sum over its workers.
+    fn sum(each: &[Status]) -> Status {
+        each.iter().fold(Status::default(), |a, s| Status {
+            records_in: a.records_in + s.records_in,
+            records_processed: a.records_processed + s.records_processed,
+            records_out: a.records_out + s.records_out,
+            handled: a.handled + s.handled,
+        })
+    }
 }
 
 fn get(http: &str, path: &str) -> Option<String> {
@@ -823,16 +1053,94 @@ mod tests {
         let v = Variant::parse("q5-heap-eo").unwrap();
         let m = renamed(
             v.manifest("src", 1000, "file:///tmp/x").unwrap(),
-            "q5-heap-eo-r2",
+            "q5-heap-eo-p2-r2",
+            2,
         )
         .unwrap();
-        assert_eq!(m.metadata.name, "nexmark-q5-heap-eo-r2");
-        assert_eq!(m.spec.pipeline.sink.topic, "q5-heap-eo-r2-out");
+        assert_eq!(m.metadata.name, "nexmark-q5-heap-eo-p2-r2");
+        assert_eq!(m.spec.parallelism, 2);
+        assert_eq!(m.spec.pipeline.sink.topic, "q5-heap-eo-p2-r2-out");
         assert_eq!(
             m.spec.pipeline.dead_letter.topic.as_deref(),
-            Some("q5-heap-eo-r2-dlq")
+            Some("q5-heap-eo-p2-r2-dlq")
         );
         assert_eq!(m.spec.pipeline.source.topics, ["src"]);
+    }
+
+    #[test]
+    fn parallelisms_keep_their_order_without_repeats() {
+        assert_eq!(parallelisms(&[1]).unwrap(), [1]);
+        assert_eq!(parallelisms(&[2, 1, 2, 4]).unwrap(), [2, 1, 4]);
+        assert!(parallelisms(&[]).is_err());
+        assert!(parallelisms(&[1, 0]).is_err());
+    }
+
+    #[test]
+    fn groups_are_each_variant_at_each_parallelism() {
+        let a = Variant::parse("q5-heap-eo").unwrap();
+        let b = Variant::parse("q1-heap-eo").unwrap();
+        assert_eq!(groups(&[a, b], &[1, 2]), [(a, 1), (a, 2), (b, 1), (b, 2)]);
+        assert_eq!(groups(&[a], &[1]), [(a, 1)]);
+    }
+
+    #[test]
+    fn workers_get_their_ordinal_and_every_peer() {
+        let peers = ["127.0.0.1:7001".to_string(), "127.0.0.1:7002".to_string()];
+        let args = worker_args(
+            Path::new("/j/job.yaml"),
+            1,
+            &peers,
+            "127.0.0.1:9092",
+            "127.0.0.1:8001",
+            Path::new("/j/data/1"),
+        );
+        assert_eq!(
+            args.join(" "),
+            "--job /j/job.yaml --index 1 --parallelism 2 --bootstrap-servers 127.0.0.1:9092 \
+             --http 127.0.0.1:8001 --data-dir /j/data/1 --peers 127.0.0.1:7001,127.0.0.1:7002"
+        );
+        // One worker: no shuffle, so no peers.
+        let one = worker_args(
+            Path::new("/j/job.yaml"),
+            0,
+            &peers[..1],
+            "b:1",
+            "h:2",
+            Path::new("/d"),
+        );
+        assert_eq!(
+            one.join(" "),
+            "--job /j/job.yaml --index 0 --parallelism 1 --bootstrap-servers b:1 --http h:2 \
+             --data-dir /d"
+        );
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(8).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 8);
+    }
+
+    #[test]
+    fn a_job_counts_the_sum_of_its_workers() {
+        let s = |records_in, handled| Status {
+            records_in,
+            records_processed: handled,
+            records_out: 1,
+            handled,
+        };
+        assert_eq!(
+            Status::sum(&[s(10, 9), s(5, 5)]),
+            Status {
+                records_in: 15,
+                records_processed: 14,
+                records_out: 2,
+                handled: 14
+            }
+        );
+        assert_eq!(Status::sum(&[]), Status::default());
     }
 
     #[test]
