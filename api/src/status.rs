@@ -69,6 +69,11 @@ pub struct WorkerStatus {
     pub watermark_ms: Option<i64>,
     /// Total records behind the end of the assigned partitions.
     pub lag: i64,
+    /// Share of the last status interval spent processing, 0 to 1.
+    pub busy_ratio: f64,
+    /// Share of the last status interval spent blocked on a full shuffle channel or sink
+    /// queue, 0 to 1: how much downstream holds this worker back.
+    pub backpressure_ratio: f64,
     pub partitions: Vec<PartitionStatus>,
     pub last_checkpoint: Option<CheckpointInfo>,
     pub last_savepoint: Option<SavepointInfo>,

@@ -98,13 +98,14 @@ fn a_slow_sink_slows_the_other_workers_source_within_a_memory_bound() {
     let started = Instant::now();
     let mut max_rss = [0u64; 2];
     let mut max_backpressure = [0f64; 2];
+    let mut max_status_ratio = [0f64; 2];
     while started.elapsed() < Duration::from_secs(8) {
         for (i, w) in workers.iter().enumerate() {
-            assert!(
-                common::status(&w.http).is_some(),
-                "worker {i} stopped answering:\n{}",
-                w.process.log_tail(40)
-            );
+            let status = common::status(&w.http).unwrap_or_else(|| {
+                panic!("worker {i} stopped answering:\n{}", w.process.log_tail(40))
+            });
+            let ratio = status["backpressureRatio"].as_f64().unwrap_or(0.0);
+            max_status_ratio[i] = max_status_ratio[i].max(ratio);
             if let Some(mb) = rss_mb(w.process.pid()) {
                 max_rss[i] = max_rss[i].max(mb);
             }
@@ -143,6 +144,11 @@ fn a_slow_sink_slows_the_other_workers_source_within_a_memory_bound() {
         max_backpressure[1] >= 500.0,
         "worker 1's slow sink shows as backpressure {} permille",
         max_backpressure[1]
+    );
+    // `/status` tells the same story (what `kubectl describe` and the autoscaler read).
+    assert!(
+        max_status_ratio[0] >= 0.2 && max_status_ratio[1] >= 0.5,
+        "/status backpressureRatio peaked at {max_status_ratio:?}"
     );
     for (i, mb) in max_rss.iter().enumerate() {
         assert!(

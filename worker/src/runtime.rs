@@ -1405,6 +1405,8 @@ impl Worker {
             s.records_out = m.records_out.get();
             s.watermark_ms = watermark;
             s.lag = total;
+            s.busy_ratio = m.busy_permille.get() as f64 / 1000.0;
+            s.backpressure_ratio = m.backpressure_permille.get() as f64 / 1000.0;
             s.partitions = partitions;
             if last.is_some() {
                 s.last_checkpoint = last;
