@@ -6,9 +6,12 @@
 //! 1. Without failures, a `read_committed` consumer sees exactly the true window results
 //!    (computed here without any of Rivulet's code), and keys really crossed workers.
 //! 2. While input arrives, random workers are `kill -9`ed (sometimes two in a row, sometimes
-//!    while the job is still recovering from the previous kill) and restarted with the same
-//!    arguments; the survivors restart their attempt in-process from the last complete
-//!    checkpoint. The output must still be exactly the true results.
+//!    while the job is still recovering from the previous kill, at least once while a
+//!    checkpoint is in progress) and restarted with the same arguments; the survivors
+//!    restart their attempt in-process from the last complete checkpoint. The output must
+//!    still be exactly the true results.
+//! 3. A job whose workers all died with a complete checkpoint's output uncommitted is
+//!    restarted with one worker, which commits the output of every old slot.
 //!
 //! Kills land outside the killed worker's open-transaction window: the test freezes the
 //! worker (SIGSTOP), waits until the kernel reports every thread stopped, checks the flag
@@ -211,6 +214,25 @@ impl Cluster {
             self.workers[i].process.try_exit_status(),
             self.tails()
         );
+    }
+
+    /// `kill -9` worker `i` outside an open transaction and while a checkpoint is in
+    /// progress: some worker has uploaded its part of it and worker 0 has not written its
+    /// manifest yet.
+    fn kill_during_checkpoint(&mut self, i: usize, job: &str) {
+        let data_dir = self.data_dir(i);
+        let dir = self
+            .root
+            .join("snapshots/tests")
+            .join(job)
+            .join("checkpoints");
+        let killed = common::kill_outside_transaction_when(
+            &mut self.workers[i],
+            &data_dir,
+            " during a checkpoint",
+            || checkpoint_in_progress(&dir),
+        );
+        assert!(killed, "worker {i} died on its own:\n{}", self.tails());
     }
 
     /// The log tails of the current incarnations, for assertion messages.
@@ -452,14 +474,17 @@ fn exactly_once_holds_while_random_workers_are_killed() {
     let mut kills = 0;
     let mut doubles = 0;
     let mut during_recovery = 0;
+    let mut during_checkpoint = 0;
     let mut floor = 0;
     let mut last_victims = Vec::new();
     for round in 0..ROUNDS {
         // Sometimes hit the job again while it is still recovering from the last kill; the
         // first round waits for a complete checkpoint (so every restart restores one), and
         // the last for a formed mesh (so the survivors of the last kill have a running
-        // attempt to restart).
-        let in_recovery = round > 0 && round + 1 < ROUNDS && rng.random_ratio(1, 4);
+        // attempt to restart). Round 1, and some others, kill while a checkpoint is in
+        // progress.
+        let in_recovery = round > 1 && round + 1 < ROUNDS && rng.random_ratio(1, 4);
+        let in_checkpoint = !in_recovery && (round == 1 || rng.random_ratio(1, 3));
         if in_recovery {
             during_recovery += 1;
             std::thread::sleep(Duration::from_millis(rng.random_range(300..4_000)));
@@ -478,7 +503,12 @@ fn exactly_once_holds_while_random_workers_are_killed() {
             if n > 0 {
                 std::thread::sleep(Duration::from_millis(rng.random_range(0..1_500)));
             }
-            cluster.kill(v);
+            if n == 0 && in_checkpoint {
+                cluster.kill_during_checkpoint(v, "dist-eo");
+                during_checkpoint += 1;
+            } else {
+                cluster.kill(v);
+            }
             kills += 1;
         }
         for &v in &victims {
@@ -490,16 +520,24 @@ fn exactly_once_holds_while_random_workers_are_killed() {
         std::thread::sleep(Duration::from_secs(1));
         floor = floor.max(cluster.checkpoint_now());
         eprintln!(
-            "round {round}: killed {victims:?}{}; last checkpoint {floor}",
-            if in_recovery { " during recovery" } else { "" }
+            "round {round}: killed {victims:?}{}{}; last checkpoint {floor}",
+            if in_recovery { " during recovery" } else { "" },
+            if in_checkpoint {
+                ", the first during a checkpoint"
+            } else {
+                ""
+            }
         );
         last_victims = victims;
     }
     assert!(
-        kills >= 6 && doubles >= 1,
-        "{kills} kills, {doubles} double"
+        kills >= 6 && doubles >= 1 && during_checkpoint >= 1,
+        "{kills} kills, {doubles} double, {during_checkpoint} during a checkpoint"
     );
-    eprintln!("{kills} kills, {doubles} double, {during_recovery} during recovery");
+    eprintln!(
+        "{kills} kills, {doubles} double, {during_recovery} during recovery, \
+         {during_checkpoint} during a checkpoint"
+    );
 
     producer_thread.join().expect("the producer thread failed");
     assert!(!producing.load(Ordering::Relaxed));
@@ -549,6 +587,28 @@ fn newest_manifest(root: &Path, job: &str) -> Option<Value> {
     ids.sort();
     let text = std::fs::read_to_string(dir.join(ids.last()?).join("manifest.json")).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// Whether the newest checkpoint directory under `dir` has no manifest yet and was written to
+/// less than a second ago (an aborted checkpoint's directory stays without a manifest; it
+/// does not count once it is older than the checkpoint interval).
+fn checkpoint_in_progress(dir: &Path) -> bool {
+    let Some(newest) = std::fs::read_dir(dir).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+            .max()
+    }) else {
+        return false;
+    };
+    let newest = dir.join(newest);
+    !newest.join("manifest.json").exists()
+        && std::fs::metadata(&newest)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(1))
 }
 
 /// Restoring a checkpoint at a lower parallelism must not lose the output that the

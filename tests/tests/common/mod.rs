@@ -637,6 +637,17 @@ pub fn frozen(pid: u32) -> bool {
 /// Freezes the worker and kills it only if its sink has no transaction open; returns whether
 /// it did (false: the worker was not running).
 pub fn kill_outside_transaction(w: &mut Worker, data_dir: &Path) -> bool {
+    kill_outside_transaction_when(w, data_dir, "", || true)
+}
+
+/// Like [`kill_outside_transaction`], and only at a moment when `also` holds while the
+/// worker is frozen (`what` names that moment in the panic message).
+pub fn kill_outside_transaction_when(
+    w: &mut Worker,
+    data_dir: &Path,
+    what: &str,
+    also: impl Fn() -> bool,
+) -> bool {
     let flag = data_dir.join("transaction-open");
     for _ in 0..500 {
         if !w.process.is_running() {
@@ -649,7 +660,7 @@ pub fn kill_outside_transaction(w: &mut Worker, data_dir: &Path) -> bool {
         let is_frozen = wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
             frozen(pid)
         });
-        if is_frozen && !flag.exists() {
+        if is_frozen && !flag.exists() && also() {
             w.process.kill9();
             return true;
         }
@@ -657,8 +668,7 @@ pub fn kill_outside_transaction(w: &mut Worker, data_dir: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!(
-        "{} was never frozen outside an open transaction in 500 tries (a transaction stayed \
-         open for 10 s or more):\n{}",
+        "{} was never frozen outside an open transaction{what} in 500 tries:\n{}",
         w.process.label(),
         w.process.log_tail(60)
     );
