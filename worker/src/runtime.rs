@@ -657,9 +657,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if let Some(m) = mesh.as_mut() {
-                if let Err(e) = m.pump() {
-                    return Ok(Outcome::restart(e.to_string()));
-                }
+                m.pump();
             }
             if stop_requested {
                 self.phase = "stopping";
@@ -834,9 +832,7 @@ impl Worker {
                     m.send(j, codec::encode(&Frame::Control(json.clone())), false);
                 }
             }
-            if let Err(e) = m.pump() {
-                return Ok(Some(Outcome::restart(e.to_string())));
-            }
+            m.pump();
         }
         self.on_control(mesh, c)
     }
@@ -926,9 +922,7 @@ impl Worker {
                     m.send(j, frame.clone(), false);
                 }
             }
-            if let Err(e) = m.pump() {
-                return Ok(Some(Outcome::restart(e.to_string())));
-            }
+            m.pump();
         }
         let me = self.opts.index as usize;
         self.on_barrier(mesh, me, id, kind, stop)
@@ -1446,7 +1440,11 @@ fn settle_pending(
              after it will be written again"
         );
     }
-    let Some((epoch, records)) = restored.pending_output.get(&slot) else {
+    let Some((epoch, records)) = restored
+        .pending_output
+        .get(&slot)
+        .filter(|(_, records)| !records.is_empty())
+    else {
         return Ok(());
     };
     if committed.is_some_and(|c| c >= *epoch) {

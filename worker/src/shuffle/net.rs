@@ -245,6 +245,9 @@ fn ahead(me: &Identity, h: &Hello) -> MeshError {
 
 struct Outbound {
     stream: TcpStream,
+    /// A write failed: the peer is going or gone. Nothing more is written; its inbound
+    /// connection, read to its end, tells whether it said goodbye first.
+    broken: bool,
     credits: u32,
     /// Frames waiting for their turn: (bytes, costs a credit).
     queue: VecDeque<(Bytes, bool)>,
@@ -322,6 +325,7 @@ impl Mesh {
                         }
                         mesh.out[j] = Some(Outbound {
                             stream,
+                            broken: false,
                             credits: hello.credits,
                             queue: VecDeque::new(),
                         });
@@ -398,25 +402,29 @@ impl Mesh {
         }
     }
 
-    /// Writes what the credits allow; an error means the peer is gone.
-    pub fn pump(&mut self) -> Result<(), MeshError> {
+    /// Writes what the credits allow. A failed write does not end the attempt by itself: a
+    /// peer that stops on purpose closes its connections right after its goodbye, and that
+    /// goodbye (and the control messages before it) may still be unread on its inbound
+    /// connection. That connection's reader reports the loss, in order, if there was one.
+    pub fn pump(&mut self) {
         for (j, o) in self.out.iter_mut().enumerate() {
             let Some(o) = o else { continue };
             while let Some((bytes, data)) = o.queue.front() {
-                if *data && o.credits == 0 {
+                if o.broken || (*data && o.credits == 0) {
                     break;
                 }
-                o.stream.write_all(bytes).map_err(|source| MeshError::Io {
-                    peer: j as u32,
-                    source,
-                })?;
+                if let Err(e) = o.stream.write_all(bytes) {
+                    tracing::debug!(peer = j, error = %e, "shuffle connection broke");
+                    o.broken = true;
+                    o.queue.clear();
+                    break;
+                }
                 if *data {
                     o.credits -= 1;
                 }
                 o.queue.pop_front();
             }
         }
-        Ok(())
     }
 
     /// Data frames waiting for credit, over all peers.
@@ -564,6 +572,9 @@ fn spawn_frame_reader(stream: &TcpStream, from: u32, tx: Sender<Event>) -> Resul
     Ok(())
 }
 
+/// Reads the credits `peer` grants on this worker's connection to it. When that connection
+/// ends, the reader just stops: the loss of a peer is reported by the reader of its inbound
+/// connection, after every frame the peer sent before it (a goodbye included).
 fn spawn_credit_reader(stream: &TcpStream, peer: u32, tx: Sender<Event>) -> Result<(), MeshError> {
     let io_err = |source| MeshError::Io { peer, source };
     let mut s = stream.try_clone().map_err(io_err)?;
@@ -580,10 +591,7 @@ fn spawn_credit_reader(stream: &TcpStream, peer: u32, tx: Sender<Event>) -> Resu
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let _ = tx.send(Event::Lost {
-                            peer,
-                            reason: e.to_string(),
-                        });
+                        tracing::debug!(peer, error = %e, "credit connection ended");
                         return;
                     }
                 }
