@@ -118,7 +118,7 @@ async fn get_savepoint(
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, "a savepoint id is a number");
     };
-    match s.control.board.get(id) {
+    match s.control.board.answer(id) {
         Some(status) => Json(status).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such savepoint request"),
     }

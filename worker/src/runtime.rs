@@ -64,7 +64,8 @@ const FRAME_ITEMS: usize = 1024;
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// Records handed to an at-least-once sink at a time.
 const EMIT_SLICE: usize = 256;
-/// How long worker 0 keeps answering after a stop with a savepoint.
+/// How long worker 0 keeps answering after a stop with a savepoint, unless a caller has
+/// already read that it completed.
 const STOP_LINGER: Duration = Duration::from_secs(3);
 /// How long a checkpoint may take before the coordinator aborts it (at least).
 const MIN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1567,8 +1568,12 @@ fn run_attempts(
                 worker.publish_status("stopped");
                 if opts.index == 0 && status.get().last_savepoint.is_some() {
                     // Whoever asked for the savepoint polls for its path: answer a little
-                    // longer (the path also stays in the final status file).
-                    std::thread::sleep(STOP_LINGER);
+                    // longer, until it has read it (the path also stays in the final
+                    // status file).
+                    let until = Instant::now() + STOP_LINGER;
+                    while !board.stop_answered() && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
                 tracing::info!(
                     checkpoint = ?worker.last_checkpoint.as_ref().map(|c| c.id),

@@ -35,6 +35,8 @@ struct Inner {
     next: u64,
     queued: Vec<(u64, bool)>,
     all: BTreeMap<u64, SavepointStatus>,
+    /// A caller has been told that a stop-with-savepoint completed.
+    stop_answered: bool,
 }
 
 /// Requests and their progress, shared by the HTTP server and the processing loop.
@@ -78,6 +80,22 @@ impl SavepointBoard {
 
     pub fn get(&self, id: u64) -> Option<SavepointStatus> {
         self.inner.lock().ok()?.all.get(&id).cloned()
+    }
+
+    /// [`SavepointBoard::get`] for a caller of the control API: remembers when it learns
+    /// that a stop-with-savepoint completed, so a stopping worker 0 need not wait longer.
+    pub fn answer(&self, id: u64) -> Option<SavepointStatus> {
+        let mut g = self.inner.lock().ok()?;
+        let s = g.all.get(&id).cloned()?;
+        if s.stop && s.state == "completed" {
+            g.stop_answered = true;
+        }
+        Some(s)
+    }
+
+    /// Whether a caller has read the completion of a stop-with-savepoint.
+    pub fn stop_answered(&self) -> bool {
+        self.inner.lock().map(|g| g.stop_answered).unwrap_or(false)
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut SavepointStatus)) {
@@ -133,5 +151,23 @@ mod tests {
         b.failed(c, "timed out".into());
         assert_eq!(b.get(c).unwrap().error.as_deref(), Some("timed out"));
         assert_eq!(b.get(12345), None);
+    }
+
+    #[test]
+    fn reading_a_completed_stop_savepoint_is_remembered() {
+        let b = SavepointBoard::default();
+        let plain = b.request(false, 1);
+        let stop = b.request(true, 2);
+        b.completed(plain, "file:///x/savepoints/1".into(), 1);
+        assert!(b.answer(plain).is_some());
+        assert!(!b.stop_answered(), "not a stop");
+        b.started(stop, 2);
+        assert_eq!(b.answer(stop).unwrap().state, "in-progress");
+        assert!(!b.stop_answered(), "not complete yet");
+        b.completed(stop, "file:///x/savepoints/2".into(), 1);
+        assert!(b.get(stop).is_some());
+        assert!(!b.stop_answered(), "`get` is not an answer");
+        assert_eq!(b.answer(stop).unwrap().state, "completed");
+        assert!(b.stop_answered());
     }
 }
