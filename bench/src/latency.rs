@@ -4,6 +4,7 @@
 //!   wall clock, with event times following the wall clock (`base_time_ms` = now at start,
 //!   `first_event_rate` = the rate), so event-time windows close in real time. Records carry
 //!   the producer's CreateTime, which the worker takes as the trigger time of an output.
+//!   [`produce_until`] is the same until a flag is set (the rescale phase's live source).
 //! - [`Histogram`]: the worker's `rivulet_end_to_end_latency_seconds` read back from the
 //!   Prometheus text of `/metrics`, and its quantiles by linear interpolation within a
 //!   bucket, as Prometheus' `histogram_quantile` does.
@@ -11,6 +12,7 @@
 //! The worker observes, per output record, the time it was sent (at-least-once) or its
 //! transaction committed (exactly-once) minus the triggering input record's Kafka timestamp.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -57,6 +59,29 @@ pub fn produce_live(
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<Produced> {
+    let never = AtomicBool::new(false);
+    produce_until(
+        bootstrap,
+        topic,
+        partitions,
+        seed,
+        rate,
+        rate.max(1) * seconds,
+        &never,
+    )
+}
+
+/// [`produce_live`] for a phase of unknown length: paced the same way, until `stop` is set
+/// or `max_events` were sent; waits until everything sent is acknowledged.
+pub fn produce_until(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    seed: u64,
+    rate: u64,
+    max_events: u64,
+    stop: &AtomicBool,
+) -> anyhow::Result<Produced> {
     let producer = KafkaProducer::idempotent(bootstrap)?;
     // Connect before the clock starts: records sent while the producer still looks up the
     // broker and its producer id would wait for that, with their CreateTime already set
@@ -67,7 +92,6 @@ pub fn produce_live(
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .with_context(|| format!("metadata of {topic}"))?;
     let rate = rate.max(1);
-    let total = rate * seconds;
     let partitions = partitions.max(1) as u64;
     let generator = Generator::new(Config {
         seed,
@@ -78,8 +102,8 @@ pub fn produce_live(
     let start = Instant::now();
     let mut next = 0u64;
     let mut batch = Vec::new();
-    while next < total {
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+    while next < max_events && !stop.load(Ordering::Relaxed) {
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(max_events);
         batch.clear();
         for n in next..due {
             let value = generator.event(n).to_json();
@@ -87,19 +111,19 @@ pub fn produce_live(
         }
         producer.send(topic, &batch)?;
         next = due.max(next);
-        if next < total {
+        if next < max_events {
             std::thread::sleep(PACE);
         }
     }
     producer.flush()?;
-    if producer.delivered() != total {
+    if producer.delivered() != next {
         bail!(
-            "only {} of {total} events acknowledged",
+            "only {} of {next} events acknowledged",
             producer.delivered()
         );
     }
     Ok(Produced {
-        events: total,
+        events: next,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

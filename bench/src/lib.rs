@@ -6,7 +6,10 @@
 //! - [`inprocess`]: the worker's processing core fed generated events in memory (no Kafka).
 //! - [`runner`]: through Kafka: tansu on loopback, fill a topic, measure the raw-consume
 //!   ceiling, time every variant at every parallelism, n `rivulet-worker` processes of one
-//!   job per run (repeated, medians reported), then the live latency phase (one worker).
+//!   job per run (repeated, medians reported, worker 0's checkpoints noted), then the
+//!   rescale phase, then the live latency phase (one worker).
+//! - [`rescale`]: rescale downtime: a job stopped with a savepoint and restored at another
+//!   parallelism on a live source.
 //! - [`latency`]: live end-to-end latency through Kafka: events produced at a fixed rate in
 //!   wall-clock event time, and the worker's latency histogram read back from `/metrics`.
 //! - [`report`]: the markdown written to `bench/results/<UTC date>.md`.
@@ -19,4 +22,5 @@ pub mod latency;
 pub mod nexmark;
 pub mod queries;
 pub mod report;
+pub mod rescale;
 pub mod runner;

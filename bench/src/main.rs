@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rivulet_bench::nexmark::Config;
 use rivulet_bench::queries::{Variant, DEFAULT_VARIANTS};
+use rivulet_bench::rescale::{self, RescaleOptions, Step};
 use rivulet_bench::{report, runner};
 
 /// mimalloc: per-record buffers are small and short-lived (see bench/results for the gain).
@@ -42,11 +43,52 @@ impl Events {
     }
 }
 
+/// The rescale phase (after the throughput runs, before the latency phase).
+#[derive(clap::Args)]
+struct RescaleArgs {
+    /// Rescale phase: the variant stopped with a savepoint and restored at another
+    /// parallelism (QUERY-BACKEND-GUARANTEE).
+    #[arg(long, default_value = "q5-heap-eo")]
+    rescale_variant: String,
+    /// Rescale phase: steps FROM:TO (workers before and after), each measured on its own
+    /// job; comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = rescale::DEFAULT_STEPS, value_parser = rescale::parse_step)]
+    rescale_steps: Vec<Step>,
+    /// Rescale phase: events per second produced to each step's fresh source topic.
+    #[arg(long, default_value_t = 20_000)]
+    rescale_rate: u64,
+    /// Rescale phase: seconds the job runs before the stop (at least until a checkpoint).
+    #[arg(long, default_value_t = 10)]
+    rescale_warmup: u64,
+    /// Skip the rescale phase.
+    #[arg(long)]
+    no_rescale: bool,
+}
+
+impl RescaleArgs {
+    /// `None` with `--no-rescale`.
+    fn options(&self) -> anyhow::Result<Option<RescaleOptions>> {
+        if self.no_rescale {
+            return Ok(None);
+        }
+        if self.rescale_steps.is_empty() {
+            anyhow::bail!("no rescale step given (--no-rescale skips the phase)");
+        }
+        Ok(Some(RescaleOptions {
+            variant: Variant::parse(&self.rescale_variant)?,
+            steps: self.rescale_steps.clone(),
+            rate: self.rescale_rate,
+            warmup_seconds: self.rescale_warmup,
+        }))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start tansu, fill a topic, measure the raw-consume ceiling and every variant at
-    /// every parallelism (repeated), then each variant's live latency (one worker), and
-    /// write <out>/<UTC date>.md.
+    /// every parallelism (repeated, with worker 0's checkpoints), then the rescale downtime
+    /// of one variant, then each variant's live latency (one worker), and write
+    /// <out>/<UTC date>.md.
     Run {
         #[command(flatten)]
         source: Events,
@@ -75,6 +117,8 @@ enum Command {
         /// Live latency phase: seconds of producing per variant; 0 skips the phase.
         #[arg(long, default_value_t = 10)]
         latency_seconds: u64,
+        #[command(flatten)]
+        rescale: RescaleArgs,
         /// Skip the in-process measurements.
         #[arg(long)]
         no_in_process: bool,
@@ -116,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             repeat,
             latency_rate,
             latency_seconds,
+            rescale,
             no_in_process,
             out,
         } => {
@@ -136,6 +181,7 @@ fn main() -> anyhow::Result<()> {
                 in_process: !no_in_process,
                 latency_rate,
                 latency_seconds,
+                rescale: rescale.options()?,
             };
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let outcome = runner::run(&opts, |line| eprintln!("{line}"))?;
@@ -199,4 +245,48 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rescale_of(args: &[&str]) -> anyhow::Result<Option<RescaleOptions>> {
+        let cli = Cli::try_parse_from(["rivulet-bench", "run"].iter().chain(args))?;
+        match cli.command {
+            Command::Run { rescale, .. } => rescale.options(),
+            _ => anyhow::bail!("not run"),
+        }
+    }
+
+    #[test]
+    fn rescale_defaults_to_q5_heap_up_and_down() {
+        let r = rescale_of(&[]).unwrap().unwrap();
+        assert_eq!(r.variant.id(), "q5-heap-eo");
+        assert_eq!(r.steps, [Step { from: 1, to: 2 }, Step { from: 2, to: 1 }]);
+        assert_eq!((r.rate, r.warmup_seconds), (20_000, 10));
+    }
+
+    #[test]
+    fn rescale_options_parse() {
+        let r = rescale_of(&[
+            "--rescale-variant",
+            "q7-rocksdb-alo",
+            "--rescale-steps",
+            "2:4,4:1",
+            "--rescale-rate",
+            "500",
+            "--rescale-warmup",
+            "3",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.variant.id(), "q7-rocksdb-alo");
+        assert_eq!(r.steps, [Step { from: 2, to: 4 }, Step { from: 4, to: 1 }]);
+        assert_eq!((r.rate, r.warmup_seconds), (500, 3));
+        assert!(rescale_of(&["--no-rescale"]).unwrap().is_none());
+        assert!(rescale_of(&["--rescale-steps", "1:0"]).is_err());
+        assert!(rescale_of(&["--rescale-steps", "2"]).is_err());
+        assert!(rescale_of(&["--rescale-variant", "q5-nope-eo"]).is_err());
+    }
 }

@@ -1,7 +1,8 @@
 //! The results file, `bench/results/<UTC date>.md`: the machine, the command, the fill and
 //! the ceiling (median of its runs), one row per variant and parallelism (medians of its
-//! runs, with min–max and every run), the live latency through Kafka (one worker), and
-//! every figure against its target.
+//! runs, with min–max and every run), the checkpoints worker 0 reported during those runs,
+//! the rescale downtime, the live latency through Kafka (one worker), and every figure
+//! against its target.
 //!
 //! Targets (from the Nexmark issue):
 //! - in process: q1 >= 2 M events/s per core; the q5-style window on the heap >= 1 M
@@ -17,6 +18,7 @@ use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind};
 use crate::inprocess::{InProcessResult, BATCH};
 use crate::latency::LATENCY_METRIC;
 use crate::queries::{backend_name, guarantee_name};
+use crate::rescale::{RescaleOptions, RescaleResult, ATTEMPTS, RECORDS_IN_METRIC};
 use crate::runner::{
     two_decimals, LatencyResult, Options, Outcome, RunResult, Summary, VariantRuns,
     LIVE_DRAIN_TIMEOUT,
@@ -152,15 +154,18 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
         opts.repeat.max(1),
         if opts.repeat > 1 { "s" } else { "" }
     );
-    let _ = writeln!(
-        s,
-        "- Not run here: {}checkpoint duration and rescale figures.\n",
-        if o.latency.is_empty() {
-            "end-to-end latency through Kafka, "
-        } else {
-            ""
-        }
-    );
+    let mut not_run = Vec::new();
+    if o.rescale.is_empty() {
+        not_run.push("rescale downtime");
+    }
+    if o.latency.is_empty() {
+        not_run.push("end-to-end latency through Kafka");
+    }
+    if not_run.is_empty() {
+        let _ = writeln!(s);
+    } else {
+        let _ = writeln!(s, "- Not run here: {}.\n", not_run.join(", "));
+    }
 
     render_in_process(&mut s, &o.in_process);
 
@@ -305,8 +310,138 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
         }
     }
 
+    render_checkpoints(&mut s, opts, &o.variants);
+    if let Some(ro) = &opts.rescale {
+        render_rescale(&mut s, opts, ro, &o.rescale);
+    }
     render_latency(&mut s, opts, &o.latency);
     s
+}
+
+/// Worker 0's checkpoints during the throughput runs, one row per variant and parallelism.
+fn render_checkpoints(s: &mut String, opts: &Options, groups: &[VariantRuns]) {
+    let _ = writeln!(s, "\n## Checkpoints\n");
+    let _ = writeln!(
+        s,
+        "Worker 0 coordinates the job's aligned checkpoints (every {} ms, to `file://` in the run's temp dir) and reports the last completed one in `/status` `lastCheckpoint`: `durationMs`, from the trigger until the checkpoint's manifest is written (every worker's state uploaded; exactly-once output is committed after that), and `sizeBytes`, the state bytes it references (all workers' key groups). During every throughput run the bench read worker 0's `/status` every 50 ms and kept each distinct checkpoint id triggered before the last record was handled (the final checkpoint on SIGTERM is not counted). Workers refresh `/status` every 500 ms, so checkpoints closer together than that could be missed. Pooled over the runs that read every event; \"checkpoints\" is how many.\n",
+        opts.checkpoint_ms
+    );
+    table_head(
+        s,
+        "variant | workers | checkpoints | duration ms, median | duration ms, max | size bytes, median",
+        "lrrrrr",
+    );
+    for vr in groups {
+        let _ = match vr.checkpoints() {
+            Some(c) => writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+                vr.variant.id(),
+                vr.parallelism,
+                c.count,
+                c.duration_ms.median,
+                c.duration_ms.max,
+                c.size_bytes.median
+            ),
+            None => writeln!(
+                s,
+                "| {} | {} | 0 | - | - | - |",
+                vr.variant.id(),
+                vr.parallelism
+            ),
+        };
+    }
+}
+
+/// A whole number of milliseconds, or `-`.
+fn whole_ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.0}"))
+}
+
+/// The rescale phase, one row per step.
+fn render_rescale(s: &mut String, opts: &Options, ro: &RescaleOptions, rows: &[RescaleResult]) {
+    let _ = writeln!(s, "\n## Rescale\n");
+    let _ = writeln!(
+        s,
+        "After the throughput runs, `{}` was rescaled by stop-with-savepoint and restore, each step on its own job: a fresh source topic (`<variant>-rescale<step>-<from>to<to>`, {} partitions) fed at {} events/s for the whole step (wall-clock event times, as in the latency phase), so input keeps arriving while the job is down; the job started at the old parallelism (workers started as for the throughput runs, with `RIVULET_CONTROL_TOKEN` set), ran {} s and until worker 0 reported a completed checkpoint (every {} ms). Then, from the stop request (time 0), polling every 20 ms:\n",
+        ro.variant.id(),
+        opts.partitions,
+        ro.rate,
+        ro.warmup_seconds,
+        opts.checkpoint_ms
+    );
+    let _ = writeln!(
+        s,
+        "- savepoint ms: `POST /savepoints {{\"stop\": true}}` to worker 0 (bearer token) until `GET /savepoints/N` answers `completed`; savepoint bytes = its `sizeBytes` (the state it references);\n\
+         - stop→stopped ms: until every old worker has exited or, worker 0, reports phase `stopped`;\n\
+         - stop→exited ms: until every old worker process has exited (worker 0 keeps answering after a stop with a savepoint until the savepoint's completion has been read, at most 3 s);\n\
+         - then the same job (name, state storage, sink topic) is started at the new parallelism with `spec.restoreFrom` = the savepoint's path, new data dirs and ports; start→running ms: from spawning its workers until every one's `/status` phase is `running` (restore, fencing, the shuffle mesh);\n\
+         - downtime ms: from the stop request until every new worker runs and the job's `{}` (from `/metrics`, summed) is above 0: records flow again. No input is read in between;\n\
+         - restored bytes: each new worker's `restoredBytes` (the savepoint's files of its own key groups), in worker order; every new worker must report `restoredFrom` = the savepoint.\n\n\
+         Each step ran once; a step that failed was tried again on a fresh job and topic, up to {} attempts in all, and the note names the failures. Output correctness across a rescale is tested elsewhere (tests/tests/savepoints.rs); this only measures.\n",
+        RECORDS_IN_METRIC,
+        ATTEMPTS
+    );
+    table_head(
+        s,
+        "from | to | savepoint ms | savepoint bytes | stop→stopped ms | stop→exited ms | start→running ms | downtime ms | restored bytes per worker | ",
+        "rrrrrrrrll",
+    );
+    for r in rows {
+        let earlier = if r.failed_attempts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} failed attempt{} before: {}",
+                r.failed_attempts.len(),
+                if r.failed_attempts.len() > 1 { "s" } else { "" },
+                r.failed_attempts.join("; ")
+            )
+        };
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                s,
+                "| {} | {} | | | | | | | | failed: {}{} |",
+                r.step.from,
+                r.step.to,
+                e.lines().next().unwrap_or_default(),
+                if earlier.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {earlier}")
+                }
+            );
+            continue;
+        }
+        let mut notes = Vec::new();
+        if r.savepoint_ms.is_none() {
+            notes.push("savepoint answer missed; path from worker 0's final status".to_string());
+        }
+        if !earlier.is_empty() {
+            notes.push(earlier);
+        }
+        let restored = r
+            .restored_bytes
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.step.from,
+            r.step.to,
+            whole_ms(r.savepoint_ms),
+            r.savepoint_bytes
+                .map_or_else(|| "-".into(), |b| b.to_string()),
+            whole_ms(r.stopped_ms),
+            whole_ms(r.exited_ms),
+            whole_ms(r.start_to_running_ms),
+            whole_ms(r.downtime_ms),
+            restored,
+            notes.join("; ")
+        );
+    }
 }
 
 /// Every throughput run, one row each.
@@ -452,7 +587,18 @@ fn render_in_process(s: &mut String, rows: &[InProcessResult]) {
 mod tests {
     use super::*;
     use crate::queries::Variant;
+    use crate::rescale::Step;
     use crate::runner::{Ceiling, Fill};
+    use rivulet_api::status::CheckpointInfo;
+
+    fn checkpoint(id: u64, duration_ms: u64, size_bytes: u64) -> CheckpointInfo {
+        CheckpointInfo {
+            id,
+            time_ms: 0,
+            duration_ms,
+            size_bytes,
+        }
+    }
 
     fn run(v: Variant, seconds: f64, error: Option<&str>) -> RunResult {
         RunResult {
@@ -467,6 +613,7 @@ mod tests {
             broker_cpu_seconds: 0.1,
             timed_out: false,
             error: error.map(str::to_string),
+            checkpoints: vec![checkpoint(1, 10, 1000), checkpoint(2, 30, 3000)],
         }
     }
 
@@ -486,6 +633,7 @@ mod tests {
             in_process: false,
             latency_rate: 20_000,
             latency_seconds: 10,
+            rescale: None,
         };
         let ceiling = |seconds| Ceiling {
             records: 1000,
@@ -520,6 +668,7 @@ mod tests {
                     ],
                 },
             ],
+            rescale: Vec::new(),
             latency,
         };
         (opts, o)
@@ -558,8 +707,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failed: boom"));
-        assert!(text.contains("Not run here: end-to-end latency through Kafka,"));
+        assert!(
+            text.contains("- Not run here: rescale downtime, end-to-end latency through Kafka.\n")
+        );
         assert!(!text.contains("## Latency through Kafka"));
+        assert!(!text.contains("## Rescale"));
     }
 
     #[test]
@@ -652,12 +804,114 @@ mod tests {
             error: None,
         }]);
         let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
-        assert!(text.contains("- Not run here: checkpoint duration and rescale figures."));
+        assert!(text.contains("- Not run here: rescale downtime.\n"));
         assert!(text.contains("## Latency through Kafka"));
         assert!(text.contains("dominated by the checkpoint interval"));
         assert!(
             text.contains("| q5-heap-eo | 20000 | 10 | 200000 | 1234 | 612.35 | - | 19800 |"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn checkpoints_pool_the_completed_runs() {
+        let (opts, mut o) = outcome(Vec::new());
+        // q5-heap-eo: three runs of (10 ms, 1000 B) and (30 ms, 3000 B); one more, slower.
+        o.variants[0].runs[2]
+            .checkpoints
+            .push(checkpoint(3, 250, 8000));
+        // q5-heap-alo: the failed run's checkpoints are not counted.
+        o.variants[1].runs[1].checkpoints = vec![checkpoint(9, 9999, 1)];
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(text.contains("## Checkpoints"), "{text}");
+        assert!(text.contains("every 1000 ms"), "{text}");
+        // 10, 10, 10, 30, 30, 30, 250: median 30, max 250; sizes median 3000.
+        assert!(
+            text.contains("| q5-heap-eo | 1 | 7 | 30 | 250 | 3000 |"),
+            "{text}"
+        );
+        // 10, 10, 30, 30: median 20.
+        assert!(
+            text.contains("| q5-heap-alo | 1 | 4 | 20 | 30 | 2000 |"),
+            "{text}"
+        );
+        o.variants[0]
+            .runs
+            .iter_mut()
+            .for_each(|r| r.checkpoints.clear());
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(
+            text.contains("| q5-heap-eo | 1 | 0 | - | - | - |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rescale_table_when_the_phase_ran() {
+        let v = Variant::parse("q5-heap-eo").unwrap();
+        let (mut opts, mut o) = outcome(Vec::new());
+        opts.rescale = Some(RescaleOptions {
+            variant: v,
+            steps: vec![Step { from: 1, to: 2 }, Step { from: 2, to: 1 }],
+            rate: 20_000,
+            warmup_seconds: 10,
+        });
+        o.rescale = vec![
+            RescaleResult {
+                variant: v,
+                step: Step { from: 1, to: 2 },
+                savepoint_ms: Some(151.4),
+                savepoint_bytes: Some(123_456),
+                stopped_ms: Some(180.0),
+                exited_ms: Some(3_190.6),
+                start_to_running_ms: Some(240.2),
+                downtime_ms: Some(3_480.0),
+                restored_bytes: vec![60_000, 63_456],
+                produced: 400_000,
+                failed_attempts: vec!["old workers still ran 10 s after worker 0 exited".into()],
+                error: None,
+            },
+            RescaleResult {
+                failed_attempts: vec!["a".into(), "b".into()],
+                ..RescaleResult::failed(v, Step { from: 2, to: 1 }, "no checkpoint\nmore".into())
+            },
+        ];
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(text.contains("## Rescale"), "{text}");
+        assert!(text.contains("`q5-heap-eo` was rescaled"), "{text}");
+        assert!(text.contains("fed at 20000 events/s"), "{text}");
+        assert!(
+            text.contains(
+                "| 1 | 2 | 151 | 123456 | 180 | 3191 | 240 | 3480 | 60000 / 63456 | \
+                 1 failed attempt before: old workers still ran 10 s after worker 0 exited |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| 2 | 1 | | | | | | | | failed: no checkpoint; 2 failed attempts before: a; b |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("up to 3 attempts in all"), "{text}");
+        assert!(text.contains("- Not run here: end-to-end latency through Kafka.\n"));
+        // With the latency phase too: nothing is left out; rescale comes before latency.
+        o.latency = vec![LatencyResult {
+            variant: v,
+            rate: 1,
+            seconds: 1,
+            produced: 1,
+            produce_rate: 1.0,
+            records_in: 1,
+            outputs: 1,
+            p50_ms: None,
+            p99_ms: None,
+            error: None,
+        }];
+        let text = render("2026-01-01", "rivulet-bench run", &opts, &o);
+        assert!(!text.contains("Not run here"), "{text}");
+        let at = |h: &str| text.find(h).unwrap_or_else(|| panic!("{h}: {text}"));
+        assert!(at("## Checkpoints") < at("## Rescale"));
+        assert!(at("## Rescale") < at("## Latency through Kafka"));
     }
 }

@@ -1,7 +1,8 @@
 //! The benchmark runner through Kafka: a tansu broker on loopback, a source topic filled
 //! with Nexmark events, the machine's ceiling (raw rdkafka consumption of that topic), then
 //! every variant at every parallelism, one job of n `rivulet-worker` processes per run,
-//! timed until the workers have read every event; last, the live latency phase.
+//! timed until the workers have read every event; then the rescale phase
+//! ([`crate::rescale`]); last, the live latency phase.
 //!
 //! **Parallelism.** A run at parallelism n is one job (`spec.parallelism: n`) of n workers
 //! on loopback, started like `rivulet run` starts them: worker i with `--index i
@@ -24,6 +25,11 @@
 //! every record was handled (processed, filtered, late, malformed or keyless, summed over
 //! the workers: the time for that is reported too).
 //!
+//! **Checkpoints.** While it polls a run, the runner notes every distinct checkpoint worker
+//! 0 (the coordinator) reports in `/status` `lastCheckpoint` (its duration, trigger until the
+//! manifest is written, and the state bytes it references) and keeps those triggered before
+//! the last record was handled; the report pools them per variant and parallelism.
+//!
 //! **Latency.** The throughput runs read a pre-filled backlog, so their latency means
 //! nothing. The live phase gives each variant a fresh, empty source topic (`<id>-live`),
 //! starts a worker on it, produces events at a fixed rate with event times following the
@@ -40,14 +46,17 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_api::spec::StreamJobManifest;
+use rivulet_api::status::{CheckpointInfo, WorkerStatus};
 use rivulet_tests::{
     free_port, http_request, KafkaProducer, ProcessBuilder, ProduceRecord, Tansu, WorkerProcess,
 };
+use rivulet_worker::runtime::now_ms;
 
 use crate::inprocess::{self, InProcessResult};
 use crate::latency::{self, Histogram, LATENCY_METRIC};
 use crate::nexmark::{Config, Generator};
 use crate::queries::{self, Variant};
+use crate::rescale::{self, RescaleOptions, RescaleResult};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -72,6 +81,8 @@ pub struct Options {
     pub latency_rate: u64,
     /// ...for this many seconds per variant; 0 skips the phase.
     pub latency_seconds: u64,
+    /// The rescale phase; `None` skips it.
+    pub rescale: Option<RescaleOptions>,
 }
 
 /// Filling the source topic.
@@ -127,6 +138,9 @@ pub struct RunResult {
     pub broker_cpu_seconds: f64,
     pub timed_out: bool,
     pub error: Option<String>,
+    /// Every distinct checkpoint worker 0 reported (`/status` `lastCheckpoint`) that started
+    /// before the last record was handled, in the order seen.
+    pub checkpoints: Vec<CheckpointInfo>,
 }
 
 impl RunResult {
@@ -195,6 +209,47 @@ impl VariantRuns {
     pub fn median_rate(&self) -> Option<f64> {
         self.summary(RunResult::rate).map(|s| s.median)
     }
+
+    /// The checkpoints of the completed runs, pooled; `None` if none was seen.
+    pub fn checkpoints(&self) -> Option<CheckpointSummary> {
+        CheckpointSummary::of(self.completed().flat_map(|r| &r.checkpoints))
+    }
+}
+
+/// Checkpoints pooled over runs: how many, their duration and their size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CheckpointSummary {
+    pub count: usize,
+    /// `durationMs`: from the trigger until the checkpoint's manifest was written.
+    pub duration_ms: Summary,
+    /// `sizeBytes`: the state bytes the checkpoint references.
+    pub size_bytes: Summary,
+}
+
+impl CheckpointSummary {
+    /// `None` for no checkpoints.
+    pub fn of<'a>(checkpoints: impl IntoIterator<Item = &'a CheckpointInfo>) -> Option<Self> {
+        let all: Vec<&CheckpointInfo> = checkpoints.into_iter().collect();
+        Some(CheckpointSummary {
+            count: all.len(),
+            duration_ms: Summary::of(all.iter().map(|c| c.duration_ms as f64))?,
+            size_bytes: Summary::of(all.iter().map(|c| c.size_bytes as f64))?,
+        })
+    }
+}
+
+/// Adds `c` to `seen` unless a checkpoint with its id is there already.
+pub fn note_checkpoint(seen: &mut Vec<CheckpointInfo>, c: Option<&CheckpointInfo>) {
+    if let Some(c) = c {
+        if !seen.iter().any(|s| s.id == c.id) {
+            seen.push(c.clone());
+        }
+    }
+}
+
+/// The checkpoints of `seen` triggered at or before `end_ms` (epoch ms).
+pub fn started_by(seen: Vec<CheckpointInfo>, end_ms: i64) -> Vec<CheckpointInfo> {
+    seen.into_iter().filter(|c| c.time_ms <= end_ms).collect()
 }
 
 /// Everything one run measured.
@@ -207,6 +262,8 @@ pub struct Outcome {
     /// One entry per variant and parallelism: variants in the order given, each at every
     /// parallelism in the order given ([`groups`]).
     pub variants: Vec<VariantRuns>,
+    /// The rescale phase, one per step (empty when skipped).
+    pub rescale: Vec<RescaleResult>,
     /// The live latency phase, one per variant (empty when skipped).
     pub latency: Vec<LatencyResult>,
 }
@@ -357,15 +414,17 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
                         broker_cpu_seconds: 0.0,
                         timed_out: false,
                         error: Some(format!("{e:#}")),
+                        checkpoints: Vec::new(),
                     }
                 });
             progress(&format!(
-                "{} at parallelism {n}, run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core{}{}",
+                "{} at parallelism {n}, run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core, {} checkpoints{}{}",
                 v.id(),
                 r.records_in,
                 r.seconds,
                 r.rate(),
                 r.rate_per_core(),
+                r.checkpoints.len(),
                 if r.timed_out { " (TIMED OUT)" } else { "" },
                 r.error
                     .as_deref()
@@ -375,6 +434,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
             vr.runs.push(r);
         }
     }
+
+    let rescales = match &opts.rescale {
+        Some(ro) => rescale::run_steps(&tansu, &worker_bin, opts, ro, &mut progress),
+        None => Vec::new(),
+    };
 
     let mut latency = Vec::new();
     if opts.latency_seconds > 0 {
@@ -413,6 +477,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         fill,
         ceilings,
         variants,
+        rescale: rescales,
         latency,
     })
 }
@@ -614,12 +679,18 @@ fn worker_args(
 }
 
 /// One job, set up in a fresh temp dir (job file, snapshots, a data dir per worker) with
-/// its own sink and dead-letter topics created; [`Job::spawn`] starts its workers.
-struct Job {
+/// its own sink and dead-letter topics created; [`Job::spawn`] starts its workers, and
+/// [`Job::rescale`] sets up the same job again at another parallelism.
+pub(crate) struct Job {
     dir: tempfile::TempDir,
     label: String,
+    manifest: StreamJobManifest,
+    /// 0 as created; each [`Job::rescale`] adds one (a new job file and data dirs).
+    incarnation: u32,
+    /// Extra environment of every worker.
+    env: Vec<(String, String)>,
     /// Each worker's HTTP address, in ordinal order.
-    http: Vec<String>,
+    pub(crate) http: Vec<String>,
     /// Each worker's shuffle address, in ordinal order.
     peers: Vec<String>,
 }
@@ -629,7 +700,7 @@ impl Job {
     /// `q5-heap-eo-p2-r2`) names the job (`nexmark-<name>`) and its sink and dead-letter
     /// topics (`<name>-out`, `<name>-dlq`), so no two jobs share output, transactional ids
     /// or consumer groups.
-    fn create(
+    pub(crate) fn create(
         tansu: &Tansu,
         opts: &Options,
         v: Variant,
@@ -650,33 +721,81 @@ impl Job {
         if let Some(dlq) = &manifest.spec.pipeline.dead_letter.topic {
             tansu.create_topic(dlq, 1)?;
         }
-        std::fs::write(
-            dir.path().join("job.yaml"),
-            serde_yaml::to_string(&manifest)?,
-        )?;
-        let n = parallelism as usize;
+        let mut job = Job {
+            dir,
+            label: name.to_string(),
+            manifest,
+            incarnation: 0,
+            env: Vec::new(),
+            http: Vec::new(),
+            peers: Vec::new(),
+        };
+        job.write()?;
+        Ok(job)
+    }
+
+    /// Every worker also gets `key=value` in its environment.
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Job {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The same job (name, state storage, topics) at `parallelism`, started from the
+    /// snapshot at `restore_from` (`spec.restoreFrom`), with a new job file, new data dirs
+    /// and new ports. Call it once the previous workers have exited.
+    pub(crate) fn rescale(&mut self, parallelism: u32, restore_from: &str) -> anyhow::Result<()> {
+        self.manifest = restored(&self.manifest, parallelism, restore_from)?;
+        self.incarnation += 1;
+        self.write()
+    }
+
+    /// Writes the job file of this incarnation and picks the workers' ports.
+    fn write(&mut self) -> anyhow::Result<()> {
+        std::fs::write(self.job_file(), serde_yaml::to_string(&self.manifest)?)?;
+        let n = self.manifest.spec.parallelism as usize;
         let ports = free_ports(2 * n)?;
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let (http, peers) = addresses.split_at(n);
-        Ok(Job {
-            dir,
-            label: name.to_string(),
-            http: http.to_vec(),
-            peers: peers.to_vec(),
-        })
+        self.http = http.to_vec();
+        self.peers = peers.to_vec();
+        Ok(())
+    }
+
+    fn job_file(&self) -> PathBuf {
+        match self.incarnation {
+            0 => self.dir.path().join("job.yaml"),
+            k => self.dir.path().join(format!("job-{k}.yaml")),
+        }
+    }
+
+    /// Worker `i`'s data dir in this incarnation.
+    pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
+        let root = match self.incarnation {
+            0 => "data".to_string(),
+            k => format!("data-{k}"),
+        };
+        self.dir.path().join(root).join(i.to_string())
     }
 
     /// Starts every worker of the job, in ordinal order.
-    fn spawn(&self, tansu: &Tansu, worker_bin: &Path) -> anyhow::Result<Vec<WorkerProcess>> {
-        let job = self.dir.path().join("job.yaml");
+    pub(crate) fn spawn(
+        &self,
+        tansu: &Tansu,
+        worker_bin: &Path,
+    ) -> anyhow::Result<Vec<WorkerProcess>> {
+        let job = self.job_file();
         let bootstrap = tansu.bootstrap();
         let mut workers = Vec::with_capacity(self.http.len());
+        let base = match self.incarnation {
+            0 => self.label.clone(),
+            k => format!("{}-{k}", self.label),
+        };
         for (i, http) in self.http.iter().enumerate() {
-            let data_dir = self.dir.path().join("data").join(i.to_string());
+            let data_dir = self.data_dir(i);
             let label = if self.http.len() > 1 {
-                format!("{}-{i}", self.label)
+                format!("{base}-{i}")
             } else {
-                self.label.clone()
+                base.clone()
             };
             let spawned = ProcessBuilder::new(worker_bin)
                 .label(label)
@@ -689,6 +808,7 @@ impl Job {
                     &data_dir,
                 ))
                 .env("RIVULET_LOG", "warn")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .spawn();
             match spawned {
                 Ok(w) => workers.push(w),
@@ -720,9 +840,31 @@ fn renamed(
     Ok(m)
 }
 
+/// `m` run by `parallelism` workers, starting from the snapshot at `restore_from`.
+fn restored(
+    m: &StreamJobManifest,
+    parallelism: u32,
+    restore_from: &str,
+) -> anyhow::Result<StreamJobManifest> {
+    let mut m = m.clone();
+    m.spec.parallelism = parallelism;
+    m.spec.restore_from = Some(restore_from.to_string());
+    let errors = rivulet_api::validate::validate(&m);
+    if !errors.is_empty() {
+        bail!(
+            "{}: invalid manifest at parallelism {parallelism}: {errors:?}",
+            m.metadata.name
+        );
+    }
+    Ok(m)
+}
+
 /// An error naming the first worker that has exited, `context` (e.g. ` after the job
 /// read 10 records`) and its log tail; `Ok` while every worker runs.
-fn exited(workers: &mut [WorkerProcess], context: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn exited(
+    workers: &mut [WorkerProcess],
+    context: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     for w in workers.iter_mut() {
         if let Some(status) = w.try_exit_status() {
             bail!(
@@ -767,6 +909,7 @@ fn run_variant(
         broker_cpu_seconds: m.broker_cpu_seconds - broker0,
         timed_out: m.timed_out,
         error: None,
+        checkpoints: m.checkpoints,
     })
 }
 
@@ -781,11 +924,14 @@ struct Measured {
     /// The broker's CPU time (absolute) when every record was handled.
     broker_cpu_seconds: f64,
     timed_out: bool,
+    /// Worker 0's checkpoints that started before the last record was handled.
+    checkpoints: Vec<CheckpointInfo>,
 }
 
 /// Polls the job's workers from `start` (their spawn) until their summed `recordsIn`
 /// reaches the events and every record was handled (or the run timeout), reads the
 /// workers' and the broker's CPU time, then waits (untimed) for the counts to settle.
+/// Meanwhile it notes every checkpoint worker 0 reports.
 fn measure(
     job: &Job,
     workers: &mut [WorkerProcess],
@@ -802,6 +948,7 @@ fn measure(
     let mut timed_out = false;
     let mut seconds = None;
     let mut handled_seconds = None;
+    let mut checkpoints = Vec::new();
     loop {
         exited(workers, || {
             format!(
@@ -817,9 +964,12 @@ fn measure(
                 startup = Some(start.elapsed().as_secs_f64());
             }
         }
-        for (s, http) in each.iter_mut().zip(&job.http) {
-            if let Some(now) = status(http) {
-                *s = now;
+        for (i, (s, http)) in each.iter_mut().zip(&job.http).enumerate() {
+            if let Some(now) = worker_status(http) {
+                if i == 0 {
+                    note_checkpoint(&mut checkpoints, now.last_checkpoint.as_ref());
+                }
+                *s = Status::of(&now);
             }
         }
         let total = Status::sum(&each);
@@ -836,6 +986,7 @@ fn measure(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let end_ms = now_ms();
     let seconds = seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
     let mut cpu = 0.0;
     for pid in pids {
@@ -850,8 +1001,13 @@ fn measure(
         && changed.elapsed() < Duration::from_millis(1500)
     {
         std::thread::sleep(Duration::from_millis(100));
-        for (s, http) in each.iter_mut().zip(&job.http) {
-            if let Some(now) = status(http) {
+        for (i, (s, http)) in each.iter_mut().zip(&job.http).enumerate() {
+            if let Some(now) = worker_status(http) {
+                if i == 0 {
+                    // A checkpoint that started while records were read completes here.
+                    note_checkpoint(&mut checkpoints, now.last_checkpoint.as_ref());
+                }
+                let now = Status::of(&now);
                 if now.records_out != s.records_out || now.records_processed != s.records_processed
                 {
                     changed = Instant::now();
@@ -868,6 +1024,7 @@ fn measure(
         cpu_seconds: cpu,
         broker_cpu_seconds,
         timed_out,
+        checkpoints: started_by(checkpoints, end_ms),
     })
 }
 
@@ -941,7 +1098,7 @@ fn measure_live(
 
 /// Calls `done` every 50 ms until it returns true (`Ok(true)`) or `timeout` passes
 /// (`Ok(false)`); fails if a worker exits meanwhile.
-fn wait_alive(
+pub(crate) fn wait_alive(
     workers: &mut [WorkerProcess],
     timeout: Duration,
     mut done: impl FnMut() -> bool,
@@ -962,7 +1119,7 @@ fn wait_alive(
 /// Stops a job: SIGTERM to its first running worker (the stop request reaches the others
 /// through worker 0, which coordinates the final checkpoint), then waits for every worker
 /// to exit, at most [`STOP_TIMEOUT`] in all, and kills those still running.
-fn stop(workers: &mut [WorkerProcess]) {
+pub(crate) fn stop(workers: &mut [WorkerProcess]) {
     if let Some(w) = workers.iter_mut().find_map(|w| w.is_running().then_some(w)) {
         // Fails only if it exited meanwhile: the waits below then kill any left.
         let _ = w.sigterm();
@@ -986,6 +1143,20 @@ struct Status {
 }
 
 impl Status {
+    /// One worker's counts from its status document.
+    fn of(w: &WorkerStatus) -> Status {
+        Status {
+            records_in: w.records_in,
+            records_processed: w.records_processed,
+            records_out: w.records_out,
+            handled: w.records_processed
+                + w.records_filtered
+                + w.records_late
+                + w.records_malformed
+                + w.records_keyless,
+        }
+    }
+
     /// The job's counts: the sum over its workers.
     fn sum(each: &[Status]) -> Status {
         each.iter().fold(Status::default(), |a, s| Status {
@@ -997,24 +1168,29 @@ impl Status {
     }
 }
 
-fn get(http: &str, path: &str) -> Option<String> {
-    let r = http_request(http, "GET", path, &[], b"", Duration::from_secs(2)).ok()?;
+/// The body of a successful `GET path` on `http`, else `None`.
+pub(crate) fn get(http: &str, path: &str) -> Option<String> {
+    get_with(http, path, &[])
+}
+
+/// [`get`] with extra request headers.
+pub(crate) fn get_with(http: &str, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let r = http_request(http, "GET", path, headers, b"", Duration::from_secs(2)).ok()?;
     r.is_success().then(|| r.text())
 }
 
+/// A worker's `/status` document, if it answers.
+pub(crate) fn worker_status(http: &str) -> Option<WorkerStatus> {
+    parse_status(&get(http, "/status")?)
+}
+
+/// A `/status` document (absent fields take their defaults).
+pub(crate) fn parse_status(text: &str) -> Option<WorkerStatus> {
+    serde_json::from_str(text).ok()
+}
+
 fn status(http: &str) -> Option<Status> {
-    let v: serde_json::Value = serde_json::from_str(&get(http, "/status")?).ok()?;
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    Some(Status {
-        records_in: n("recordsIn"),
-        records_processed: n("recordsProcessed"),
-        records_out: n("recordsOut"),
-        handled: n("recordsProcessed")
-            + n("recordsFiltered")
-            + n("recordsLate")
-            + n("recordsMalformed")
-            + n("recordsKeyless"),
-    })
+    worker_status(http).map(|w| Status::of(&w))
 }
 
 /// `utime + stime` of a process (all its threads) in seconds, from `/proc/<pid>/stat`.
@@ -1153,5 +1329,96 @@ mod tests {
         }
         let after = cpu_seconds(std::process::id()).unwrap();
         assert!(after > before, "{before} -> {after}");
+    }
+
+    fn checkpoint(id: u64, time_ms: i64, duration_ms: u64, size_bytes: u64) -> CheckpointInfo {
+        CheckpointInfo {
+            id,
+            time_ms,
+            duration_ms,
+            size_bytes,
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_noted_once_and_kept_if_started_in_time() {
+        let mut seen = Vec::new();
+        note_checkpoint(&mut seen, None);
+        note_checkpoint(&mut seen, Some(&checkpoint(1, 100, 20, 500)));
+        // Polled again before the next one completed.
+        note_checkpoint(&mut seen, Some(&checkpoint(1, 100, 20, 500)));
+        note_checkpoint(&mut seen, Some(&checkpoint(2, 1100, 40, 900)));
+        note_checkpoint(&mut seen, Some(&checkpoint(3, 2100, 10, 950)));
+        assert_eq!(seen.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2, 3]);
+        let kept = started_by(seen, 1100);
+        assert_eq!(kept.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn checkpoint_summary_is_median_and_max() {
+        assert_eq!(CheckpointSummary::of(&[]), None);
+        let all = [
+            checkpoint(1, 0, 20, 500),
+            checkpoint(2, 0, 40, 900),
+            checkpoint(3, 0, 300, 700),
+        ];
+        let c = CheckpointSummary::of(&all).unwrap();
+        assert_eq!(c.count, 3);
+        assert_eq!((c.duration_ms.median, c.duration_ms.max), (40.0, 300.0));
+        assert_eq!(c.size_bytes.median, 700.0);
+    }
+
+    #[test]
+    fn status_documents_give_counts_and_the_last_checkpoint() {
+        let text = r#"{"job":"j","worker":0,"parallelism":2,"phase":"running",
+            "recordsIn":100,"recordsProcessed":60,"recordsFiltered":30,"recordsLate":4,
+            "recordsMalformed":3,"recordsKeyless":2,"recordsOut":7,"restoredFrom":5,
+            "restoredBytes":4096,"someNewField":true,
+            "lastCheckpoint":{"id":9,"timeMs":1700,"durationMs":35,"sizeBytes":2048}}"#;
+        let w = parse_status(text).unwrap();
+        assert_eq!(
+            Status::of(&w),
+            Status {
+                records_in: 100,
+                records_processed: 60,
+                records_out: 7,
+                handled: 99
+            }
+        );
+        assert_eq!(w.last_checkpoint, Some(checkpoint(9, 1700, 35, 2048)));
+        assert_eq!((w.restored_from, w.restored_bytes), (Some(5), 4096));
+        assert_eq!(w.phase, "running");
+        // A worker that has not checkpointed yet; missing fields default.
+        let fresh = parse_status(r#"{"phase":"restoring","lastCheckpoint":null}"#).unwrap();
+        assert_eq!(fresh.last_checkpoint, None);
+        assert_eq!(Status::of(&fresh), Status::default());
+        assert!(parse_status("not json").is_none());
+    }
+
+    #[test]
+    fn a_rescaled_job_restores_the_savepoint_at_its_new_parallelism() {
+        let v = Variant::parse("q5-heap-eo").unwrap();
+        let m = renamed(
+            v.manifest("src", 1000, "file:///tmp/x").unwrap(),
+            "q5-heap-eo-rescale-1to2",
+            1,
+        )
+        .unwrap();
+        let r = restored(
+            &m,
+            2,
+            "file:///tmp/x/default/j/savepoints/00000000000000000004",
+        )
+        .unwrap();
+        assert_eq!(r.spec.parallelism, 2);
+        assert_eq!(
+            r.spec.restore_from.as_deref(),
+            Some("file:///tmp/x/default/j/savepoints/00000000000000000004")
+        );
+        // Same job otherwise: name, storage, topics.
+        assert_eq!(r.metadata.name, m.metadata.name);
+        assert_eq!(r.spec.state.storage, m.spec.state.storage);
+        assert_eq!(r.spec.pipeline.sink.topic, m.spec.pipeline.sink.topic);
+        assert!(restored(&m, 2, "hdfs://nope").is_err());
     }
 }
