@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rivulet_api::status::{WorkerStatus, FINAL_STATUS_FILE};
 use rivulet_tests::{http_request, Tansu, WorkerProcess};
+use rivulet_worker::savepoints::SavepointStatus;
 
 use crate::latency;
 use crate::queries::Variant;
@@ -205,23 +206,20 @@ pub fn parse_request_id(body: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no id in POST /savepoints' answer {body:?}"))
 }
 
-/// Reads `GET /savepoints/N`'s answer.
+/// Reads `GET /savepoints/N`'s answer (the worker's [`SavepointStatus`]).
 pub fn parse_savepoint(body: &str) -> anyhow::Result<SavepointState> {
-    let v: serde_json::Value =
+    let s: SavepointStatus =
         serde_json::from_str(body).with_context(|| format!("GET /savepoints answered {body:?}"))?;
-    Ok(match v["state"].as_str() {
-        Some("pending") | Some("in-progress") => SavepointState::Waiting,
-        Some("completed") => SavepointState::Completed {
-            path: v["path"]
-                .as_str()
-                .with_context(|| format!("a completed savepoint without a path: {body}"))?
-                .to_string(),
-            size_bytes: v["sizeBytes"].as_u64().unwrap_or(0),
-            snapshot_id: v["snapshotId"].as_u64(),
+    Ok(match s.state.as_str() {
+        "pending" | "in-progress" => SavepointState::Waiting,
+        "completed" => SavepointState::Completed {
+            path: s
+                .path
+                .with_context(|| format!("a completed savepoint without a path: {body}"))?,
+            size_bytes: s.size_bytes.unwrap_or(0),
+            snapshot_id: s.snapshot_id,
         },
-        Some("failed") => {
-            SavepointState::Failed(v["error"].as_str().unwrap_or("no reason given").to_string())
-        }
+        "failed" => SavepointState::Failed(s.error.unwrap_or_else(|| "no reason given".into())),
         _ => bail!("unknown savepoint state in {body}"),
     })
 }
@@ -668,19 +666,35 @@ mod tests {
         assert_eq!(parse_request_id(r#"{"id": 7, "stop": true}"#).unwrap(), 7);
         assert!(parse_request_id(r#"{"error": "nope"}"#).is_err());
         assert!(parse_request_id("not json").is_err());
+        let answer = |state: &str, f: &dyn Fn(&mut SavepointStatus)| {
+            let mut s = SavepointStatus {
+                id: 1,
+                state: state.into(),
+                stop: true,
+                requested_at_ms: 5,
+                snapshot_id: None,
+                path: None,
+                size_bytes: None,
+                error: None,
+            };
+            f(&mut s);
+            serde_json::to_string(&s).unwrap()
+        };
         assert_eq!(
-            parse_savepoint(r#"{"id":1,"state":"pending","stop":true,"requestedAtMs":5}"#).unwrap(),
+            parse_savepoint(&answer("pending", &|_| {})).unwrap(),
             SavepointState::Waiting
         );
         assert_eq!(
-            parse_savepoint(r#"{"id":1,"state":"in-progress","snapshotId":4}"#).unwrap(),
+            parse_savepoint(&answer("in-progress", &|s| s.snapshot_id = Some(4))).unwrap(),
             SavepointState::Waiting
         );
+        let completed = answer("completed", &|s| {
+            s.snapshot_id = Some(4);
+            s.path = Some("file:///s/savepoints/00000000000000000004".into());
+            s.size_bytes = Some(1234);
+        });
         assert_eq!(
-            parse_savepoint(
-                r#"{"id":1,"state":"completed","snapshotId":4,"path":"file:///s/savepoints/00000000000000000004","sizeBytes":1234}"#
-            )
-            .unwrap(),
+            parse_savepoint(&completed).unwrap(),
             SavepointState::Completed {
                 path: "file:///s/savepoints/00000000000000000004".into(),
                 size_bytes: 1234,
@@ -688,11 +702,12 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_savepoint(r#"{"id":1,"state":"failed","error":"timed out"}"#).unwrap(),
+            parse_savepoint(&answer("failed", &|s| s.error = Some("timed out".into()))).unwrap(),
             SavepointState::Failed("timed out".into())
         );
-        assert!(parse_savepoint(r#"{"id":1,"state":"completed"}"#).is_err());
-        assert!(parse_savepoint(r#"{"id":1,"state":"weird"}"#).is_err());
+        assert!(parse_savepoint(&answer("completed", &|_| {})).is_err());
+        assert!(parse_savepoint(&answer("weird", &|_| {})).is_err());
+        assert!(parse_savepoint("not json").is_err());
     }
 
     #[test]

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use rivulet_api::manifest::{parse_snapshot_dir_name, snapshot_dir_name, MANIFEST_FILE};
 use rivulet_tests::{wait_until, Tansu};
 use serde_json::Value;
 
@@ -221,11 +222,7 @@ impl Cluster {
     /// manifest yet.
     fn kill_during_checkpoint(&mut self, i: usize, job: &str) {
         let data_dir = self.data_dir(i);
-        let dir = self
-            .root
-            .join("snapshots/tests")
-            .join(job)
-            .join("checkpoints");
+        let dir = checkpoints_dir(&self.root, job);
         let killed = common::kill_outside_transaction_when(
             &mut self.workers[i],
             &data_dir,
@@ -574,18 +571,35 @@ fn exactly_once_holds_while_random_workers_are_killed() {
     common::check_window_output(&bootstrap, "results", "dead", WINDOW_MS, &expected);
 }
 
-/// The newest checkpoint with a manifest under `<root>/snapshots/tests/<job>/checkpoints`,
-/// parsed.
+/// `<root>/snapshots/tests/<job>/checkpoints`: where the tests' `file://` state keeps a job's
+/// checkpoints.
+fn checkpoints_dir(root: &Path, job: &str) -> PathBuf {
+    root.join("snapshots/tests").join(job).join("checkpoints")
+}
+
+/// The checkpoint directories under `dir`, oldest first.
+fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| parse_snapshot_dir_name(&e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids.into_iter()
+        .map(|id| dir.join(snapshot_dir_name(id)))
+        .collect()
+}
+
+/// The newest checkpoint of `job` with a manifest, parsed.
 fn newest_manifest(root: &Path, job: &str) -> Option<Value> {
-    let dir = root.join("snapshots/tests").join(job).join("checkpoints");
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| dir.join(n).join("manifest.json").is_file())
-        .collect();
-    ids.sort();
-    let text = std::fs::read_to_string(dir.join(ids.last()?).join("manifest.json")).ok()?;
+    let newest = checkpoint_dirs(&checkpoints_dir(root, job))
+        .into_iter()
+        .rev()
+        .find(|d| d.join(MANIFEST_FILE).is_file())?;
+    let text = std::fs::read_to_string(newest.join(MANIFEST_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -593,17 +607,10 @@ fn newest_manifest(root: &Path, job: &str) -> Option<Value> {
 /// less than a second ago (an aborted checkpoint's directory stays without a manifest; it
 /// does not count once it is older than the checkpoint interval).
 fn checkpoint_in_progress(dir: &Path) -> bool {
-    let Some(newest) = std::fs::read_dir(dir).ok().and_then(|entries| {
-        entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
-            .max()
-    }) else {
+    let Some(newest) = checkpoint_dirs(dir).pop() else {
         return false;
     };
-    let newest = dir.join(newest);
-    !newest.join("manifest.json").exists()
+    !newest.join(MANIFEST_FILE).exists()
         && std::fs::metadata(&newest)
             .and_then(|m| m.modified())
             .ok()

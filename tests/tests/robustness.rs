@@ -7,12 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rivulet_tests::{consume_all, http_request, produce, wait_until, ProduceRecord, Tansu};
 use serde_json::{json, Value};
 
-use common::{by_window, file_state, rec, summary, CLOSE_TS};
+use common::{by_window, file_state, now_ms, rec, summary, CLOSE_TS};
 
 /// Sends SIGTERM and asserts the worker takes its final checkpoint and exits 0.
 fn stop(w: &mut common::Worker) {
@@ -73,38 +73,13 @@ fn checkpoint_dirs(storage: &Path, job: &str) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// The log text with ANSI colour codes removed.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters final-byte.
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Whether some log line of `w` contains `message` and the field `checkpoint=<id>`.
 fn logged_for_checkpoint(w: &common::Worker, message: &str, id: u64) -> bool {
     let field = format!("checkpoint={id}");
-    plain(&w.process.logs())
+    w.process
+        .logs()
         .lines()
         .any(|l| l.contains(message) && l.split_whitespace().any(|word| word == field.as_str()))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 const TUMBLING: &str = r#"

@@ -78,12 +78,9 @@ impl SavepointBoard {
             .unwrap_or_default()
     }
 
-    pub fn get(&self, id: u64) -> Option<SavepointStatus> {
-        self.inner.lock().ok()?.all.get(&id).cloned()
-    }
-
-    /// [`SavepointBoard::get`] for a caller of the control API: remembers when it learns
-    /// that a stop-with-savepoint completed, so a stopping worker 0 need not wait longer.
+    /// Request `id`'s progress, for a caller of the control API. Remembers when a caller
+    /// learns that a stop-with-savepoint completed, so a stopping worker 0 need not wait
+    /// longer.
     pub fn answer(&self, id: u64) -> Option<SavepointStatus> {
         let mut g = self.inner.lock().ok()?;
         let s = g.all.get(&id).cloned()?;
@@ -142,15 +139,15 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(b.take_queued(), vec![(a, false), (c, true)]);
         assert!(b.take_queued().is_empty());
-        assert_eq!(b.get(a).unwrap().state, "pending");
+        assert_eq!(b.answer(a).unwrap().state, "pending");
         b.started(a, 7);
-        assert_eq!(b.get(a).unwrap().snapshot_id, Some(7));
+        assert_eq!(b.answer(a).unwrap().snapshot_id, Some(7));
         b.completed(a, "file:///x/savepoints/7".into(), 99);
-        let s = b.get(a).unwrap();
+        let s = b.answer(a).unwrap();
         assert_eq!((s.state.as_str(), s.size_bytes), ("completed", Some(99)));
         b.failed(c, "timed out".into());
-        assert_eq!(b.get(c).unwrap().error.as_deref(), Some("timed out"));
-        assert_eq!(b.get(12345), None);
+        assert_eq!(b.answer(c).unwrap().error.as_deref(), Some("timed out"));
+        assert_eq!(b.answer(12345), None);
     }
 
     #[test]
@@ -165,8 +162,6 @@ mod tests {
         assert_eq!(b.answer(stop).unwrap().state, "in-progress");
         assert!(!b.stop_answered(), "not complete yet");
         b.completed(stop, "file:///x/savepoints/2".into(), 1);
-        assert!(b.get(stop).is_some());
-        assert!(!b.stop_answered(), "`get` is not an answer");
         assert_eq!(b.answer(stop).unwrap().state, "completed");
         assert!(b.stop_answered());
     }
