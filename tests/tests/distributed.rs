@@ -37,6 +37,7 @@
 
 mod common;
 
+use common::cluster::{newest_manifest, Cluster, CATCH_UP_TIMEOUT, RECOVERY_TIMEOUT, STOP_TIMEOUT};
 use common::{last_checkpoint, serial, Input};
 
 use std::path::{Path, PathBuf};
@@ -45,20 +46,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use rivulet_api::manifest::{parse_snapshot_dir_name, snapshot_dir_name, MANIFEST_FILE};
 use rivulet_tests::{wait_until, Tansu};
 use serde_json::Value;
 
 const WORKERS: usize = 3;
 const PARTITIONS: i32 = 4;
 const WINDOW_MS: i64 = 1_000;
-
-/// Time for a (re)started worker to form the mesh with its peers, restore and run again.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
-/// Time for the job to catch up with all the input.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(240);
-/// Time for the final coordinated checkpoint and exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Checks that the `fixed` partitioner put every result on the partition of the worker that
 /// owns its key (by key group), and that every worker wrote some.
@@ -123,209 +116,6 @@ fn write_job(dir: &Path, name: &str, backend: &str) -> PathBuf {
     )
 }
 
-/// Three workers of one job, with the arguments each is (re)started with, and every earlier
-/// incarnation kept for its logs.
-struct Cluster {
-    job: PathBuf,
-    bootstrap: String,
-    root: PathBuf,
-    /// Environment of every worker process.
-    env: Vec<(String, String)>,
-    peers: String,
-    workers: Vec<common::Worker>,
-    /// How many times each worker was started.
-    starts: Vec<usize>,
-    /// Killed incarnations (their logs stay readable until the test ends).
-    graveyard: Vec<common::Worker>,
-}
-
-impl Cluster {
-    /// Starts all workers, each with its own data directory under `root`.
-    fn start(job: &Path, bootstrap: &str, root: &Path) -> Cluster {
-        Self::start_with_env(job, bootstrap, root, &[])
-    }
-
-    /// Like [`Cluster::start`], with `env` set for every worker.
-    fn start_with_env(
-        job: &Path,
-        bootstrap: &str,
-        root: &Path,
-        env: &[(String, String)],
-    ) -> Cluster {
-        let peers = common::peers(WORKERS);
-        let mut cluster = Cluster {
-            job: job.to_path_buf(),
-            bootstrap: bootstrap.to_string(),
-            root: root.to_path_buf(),
-            env: env.to_vec(),
-            peers,
-            workers: Vec::new(),
-            starts: vec![0; WORKERS],
-            graveyard: Vec::new(),
-        };
-        for i in 0..WORKERS {
-            std::fs::create_dir_all(cluster.data_dir(i)).unwrap();
-            let w = cluster.spawn(i);
-            cluster.workers.push(w);
-        }
-        cluster
-    }
-
-    fn data_dir(&self, i: usize) -> PathBuf {
-        self.root.join(format!("worker-{i}"))
-    }
-
-    /// Starts worker `i` with the fixed arguments: same index, parallelism, peers and data
-    /// directory every time (only the HTTP port changes).
-    fn spawn(&mut self, i: usize) -> common::Worker {
-        let incarnation = self.starts[i];
-        self.starts[i] += 1;
-        let args = [
-            "--index".to_string(),
-            i.to_string(),
-            "--parallelism".to_string(),
-            WORKERS.to_string(),
-            "--peers".to_string(),
-            self.peers.clone(),
-        ];
-        common::start_worker_with_args(
-            &self.job,
-            &self.bootstrap,
-            &self.data_dir(i),
-            &args,
-            &self.env,
-            &format!("worker-{i}.{incarnation}"),
-        )
-    }
-
-    /// Starts worker `i` again (after it was killed).
-    fn restart(&mut self, i: usize) {
-        let w = self.spawn(i);
-        let old = std::mem::replace(&mut self.workers[i], w);
-        self.graveyard.push(old);
-    }
-
-    /// `kill -9` worker `i` outside an open transaction; it must have been running.
-    fn kill(&mut self, i: usize) {
-        let data_dir = self.data_dir(i);
-        let killed = common::kill_outside_transaction(&mut self.workers[i], &data_dir);
-        assert!(
-            killed,
-            "worker {i} died on its own ({:?}):\n{}",
-            self.workers[i].process.try_exit_status(),
-            self.tails()
-        );
-    }
-
-    /// `kill -9` worker `i` outside an open transaction and while a checkpoint is in
-    /// progress: some worker has uploaded its part of it and worker 0 has not written its
-    /// manifest yet.
-    fn kill_during_checkpoint(&mut self, i: usize, job: &str) {
-        let data_dir = self.data_dir(i);
-        let dir = checkpoints_dir(&self.root, job);
-        let killed = common::kill_outside_transaction_when(
-            &mut self.workers[i],
-            &data_dir,
-            " during a checkpoint",
-            || checkpoint_in_progress(&dir),
-        );
-        assert!(killed, "worker {i} died on its own:\n{}", self.tails());
-    }
-
-    /// The log tails of the current incarnations, for assertion messages.
-    fn tails(&self) -> String {
-        common::tails(&self.workers)
-    }
-
-    /// Polls every worker's `/status` until `pred(index, status)` holds for all of them at
-    /// once and returns those documents. Fails if a worker exits, or at `timeout`.
-    fn wait_all(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(usize, &Value) -> bool,
-    ) -> Vec<Value> {
-        common::wait_statuses(&mut self.workers, "", what, timeout, |ss| {
-            ss.iter().enumerate().all(|(i, s)| pred(i, s))
-        })
-    }
-
-    /// Waits until every worker runs and worker 0 reports a globally complete checkpoint newer
-    /// than `floor` and than any checkpoint a worker restored from: the mesh has formed again
-    /// and the job makes progress. Returns that checkpoint's id.
-    fn wait_healthy(&mut self, floor: u64) -> u64 {
-        let restored_floor = |statuses: &[Value]| {
-            statuses
-                .iter()
-                .filter_map(|s| s["restoredFrom"].as_u64())
-                .max()
-                .unwrap_or(0)
-                .max(floor)
-        };
-        // Read the restore points first; a checkpoint past them all is a new one.
-        let running = self.wait_all("running", RECOVERY_TIMEOUT, |_, s| s["phase"] == "running");
-        let floor = restored_floor(&running);
-        let statuses = self.wait_all(
-            &format!("running past checkpoint {floor}"),
-            RECOVERY_TIMEOUT,
-            |i, s| s["phase"] == "running" && (i != 0 || last_checkpoint(s) > floor),
-        );
-        last_checkpoint(&statuses[0])
-    }
-
-    /// Worker 0's last complete checkpoint, 0 if unknown (e.g. it is down).
-    fn checkpoint_now(&self) -> u64 {
-        common::status(&self.workers[0].http)
-            .map(|s| last_checkpoint(&s))
-            .unwrap_or(0)
-    }
-
-    /// Waits until every worker's watermark has passed `end`.
-    fn wait_watermarks_past(&mut self, end: i64) -> Vec<Value> {
-        self.wait_all(
-            &format!("every watermark past {end}"),
-            CATCH_UP_TIMEOUT,
-            |_, s| s["phase"] == "running" && s["watermarkMs"].as_i64().is_some_and(|w| w > end),
-        )
-    }
-
-    /// Waits until worker 0 reports checkpoint `id` (or a later one) complete.
-    fn wait_checkpoint(&mut self, id: u64) {
-        self.wait_all(
-            &format!("checkpoint {id} complete"),
-            RECOVERY_TIMEOUT,
-            |i, s| i != 0 || last_checkpoint(s) >= id,
-        );
-    }
-
-    /// The value of metric `name` (all its series summed) on worker `i`.
-    fn metric(&self, i: usize, name: &str) -> f64 {
-        let http = &self.workers[i].http;
-        let mut value = None;
-        wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-            value = common::metric_sum(http, name);
-            value.is_some()
-        });
-        value.unwrap_or_else(|| panic!("worker {i} exports no {name}:\n{}", self.tails()))
-    }
-
-    /// SIGTERM to every worker; each must take part in the final checkpoint and exit 0.
-    fn stop_all(&mut self) {
-        for w in &mut self.workers {
-            // One SIGTERM stops the whole job, so a worker may already be on its way out.
-            let _ = w.process.sigterm();
-        }
-        for i in 0..WORKERS {
-            let exit = self.workers[i].process.wait_exit(STOP_TIMEOUT);
-            assert!(
-                exit.is_some_and(|s| s.success()),
-                "worker {i} did not stop cleanly ({exit:?}):\n{}",
-                self.tails()
-            );
-        }
-    }
-}
-
 #[test]
 fn three_workers_produce_exactly_the_true_results() {
     let _serial = serial();
@@ -339,7 +129,7 @@ fn three_workers_produce_exactly_the_true_results() {
     let expected = input.truth();
     common::produce(&bootstrap, &input, 0..input.events, true);
 
-    let mut cluster = Cluster::start(&job, &bootstrap, dir.path());
+    let mut cluster = Cluster::start(WORKERS, &job, &bootstrap, dir.path());
     let running = cluster.wait_all("running", RECOVERY_TIMEOUT, |_, s| s["phase"] == "running");
     for (i, s) in running.iter().enumerate() {
         assert_eq!(s["worker"].as_u64(), Some(i as u64), "worker {i}: {s}");
@@ -465,7 +255,7 @@ fn exactly_once_holds_while_random_workers_are_killed() {
     let producing = Arc::new(AtomicBool::new(true));
     let producer_thread = common::produce_slowly(&bootstrap, input, producing.clone());
 
-    let mut cluster = Cluster::start(&job, &bootstrap, dir.path());
+    let mut cluster = Cluster::start(WORKERS, &job, &bootstrap, dir.path());
     let mut rng = rand::rng();
     const ROUNDS: usize = 6;
     let mut kills = 0;
@@ -571,53 +361,6 @@ fn exactly_once_holds_while_random_workers_are_killed() {
     common::check_window_output(&bootstrap, "results", "dead", WINDOW_MS, &expected);
 }
 
-/// `<root>/snapshots/tests/<job>/checkpoints`: where the tests' `file://` state keeps a job's
-/// checkpoints.
-fn checkpoints_dir(root: &Path, job: &str) -> PathBuf {
-    root.join("snapshots/tests").join(job).join("checkpoints")
-}
-
-/// The checkpoint directories under `dir`, oldest first.
-fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| parse_snapshot_dir_name(&e.file_name().to_string_lossy()))
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort_unstable();
-    ids.into_iter()
-        .map(|id| dir.join(snapshot_dir_name(id)))
-        .collect()
-}
-
-/// The newest checkpoint of `job` with a manifest, parsed.
-fn newest_manifest(root: &Path, job: &str) -> Option<Value> {
-    let newest = checkpoint_dirs(&checkpoints_dir(root, job))
-        .into_iter()
-        .rev()
-        .find(|d| d.join(MANIFEST_FILE).is_file())?;
-    let text = std::fs::read_to_string(newest.join(MANIFEST_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Whether the newest checkpoint directory under `dir` has no manifest yet and was written to
-/// less than a second ago (an aborted checkpoint's directory stays without a manifest; it
-/// does not count once it is older than the checkpoint interval).
-fn checkpoint_in_progress(dir: &Path) -> bool {
-    let Some(newest) = checkpoint_dirs(dir).pop() else {
-        return false;
-    };
-    !newest.join(MANIFEST_FILE).exists()
-        && std::fs::metadata(&newest)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < Duration::from_secs(1))
-}
-
 /// Restoring a checkpoint at a lower parallelism must not lose the output that the
 /// checkpoint holds for sink slots no worker runs any more. All three workers run with the
 /// `before-commit:4` fault: each aborts instead of committing the output of epoch 4 or later,
@@ -641,7 +384,7 @@ fn a_lower_parallelism_settles_the_output_of_slots_no_worker_runs() {
     let producer_thread = common::produce_slowly(&bootstrap, input, producing.clone());
 
     let fault = [("RIVULET_FAULT".to_string(), format!("before-commit:{FROM}"))];
-    let mut cluster = Cluster::start_with_env(&job, &bootstrap, dir.path(), &fault);
+    let mut cluster = Cluster::start_with_env(WORKERS, &job, &bootstrap, dir.path(), &fault);
     for i in 0..WORKERS {
         let exit = cluster.workers[i].process.wait_exit(RECOVERY_TIMEOUT);
         assert!(
