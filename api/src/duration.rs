@@ -12,11 +12,11 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     pub const ZERO: Duration = Duration(std::time::Duration::ZERO);
 
-    pub fn from_millis(ms: u64) -> Self {
+    pub const fn from_millis(ms: u64) -> Self {
         Duration(std::time::Duration::from_millis(ms))
     }
 
-    pub fn from_secs(s: u64) -> Self {
+    pub const fn from_secs(s: u64) -> Self {
         Duration(std::time::Duration::from_secs(s))
     }
 

@@ -3,8 +3,9 @@
 //! Layout on object storage: `<storage>/<namespace>/<job>/checkpoints/<id>/manifest.json` and
 //! `.../savepoints/<id>/manifest.json`. A snapshot exists only once its manifest does; the
 //! manifest lists every state file with its size and CRC-32C, the source offsets to resume
-//! from, the sink output of the epoch the snapshot closes (committed to Kafka only after the
-//! manifest is written), and a fingerprint of the pipeline it was taken from.
+//! from (with the highest event time read from each, so watermarks continue where they
+//! were), the sink output of the epoch the snapshot closes (committed to Kafka only after
+//! the manifest is written), and a fingerprint of the pipeline it was taken from.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,11 @@ pub struct SourceOffset {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The highest event time read from the partition before `offset` (epoch ms): a restore
+    /// starts the partition's watermark there, as if it had read those records again.
+    /// Absent when it had read none (and in snapshots written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_event_time_ms: Option<i64>,
 }
 
 /// Output a sink must publish once this snapshot is complete (exactly-once sinks).

@@ -185,14 +185,28 @@ pub enum TimeSpec {
         /// Watermark = highest event time seen − this.
         #[serde(default)]
         max_out_of_orderness: Duration,
-        /// A partition with no records for this long stops holding the watermark back.
+        /// A partition that has read everything up to its end and had no record for this long
+        /// stops holding the watermark back, until its next record or until records wait in
+        /// it again. A partition with records waiting is never idle. Absent: never idle.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idle_timeout: Option<Duration>,
+        /// Watermark alignment: a partition whose watermark is further than this ahead of the
+        /// slowest partition with records waiting is paused until it is within half of it, so
+        /// a backlog is read evenly in event time and window state does not pile up.
+        #[serde(default = "default_max_drift")]
+        max_drift: Duration,
         /// Records stamped further than this ahead of the wall clock go to the dead-letter topic.
         #[serde(default = "default_future_skew")]
         max_future_skew: Duration,
     },
     Processing,
+}
+
+/// The default `maxDrift`: a few windows of the usual sizes.
+pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(30);
+
+fn default_max_drift() -> Duration {
+    DEFAULT_MAX_DRIFT
 }
 
 fn default_future_skew() -> Duration {

@@ -28,16 +28,27 @@ pub struct SavepointInfo {
     pub size_bytes: u64,
 }
 
-/// One source partition's position.
+/// One source partition's position, in offsets and in event time.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PartitionStatus {
     pub topic: String,
     pub partition: i32,
-    /// Next offset to read.
-    pub offset: i64,
-    /// Records between `offset` and the end of the partition, when known.
+    /// Next offset to read; absent until the partition returned a record when the job
+    /// started from a symbolic position (`earliest`, `latest`).
+    pub offset: Option<i64>,
+    /// Records between the position and the end of the partition, when known.
     pub lag: Option<i64>,
+    /// `waiting` (records to read), `caughtUp` (read to the end the broker last reported) or
+    /// `unknown` (no report yet). Only a caught-up partition can turn idle.
+    pub backlog: String,
+    /// The partition's own watermark (epoch ms), once it has delivered an event time.
+    pub watermark_ms: Option<i64>,
+    /// Left out of the source's watermark: caught up with no record for `idleTimeout`.
+    pub idle: bool,
+    /// Paused by watermark alignment: too far ahead in event time of the slowest partition
+    /// with records waiting.
+    pub paused: bool,
 }
 
 /// A worker's status.

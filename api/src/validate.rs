@@ -774,6 +774,7 @@ impl Validator {
             field,
             max_out_of_orderness,
             idle_timeout,
+            max_drift,
             ..
         } = &p.time
         {
@@ -797,6 +798,13 @@ impl Validator {
                         "must be greater than 0 (leave it out to never mark a partition idle)",
                     );
                 }
+            }
+            if *max_drift == Duration::ZERO {
+                self.err(
+                    format!("{PIPELINE}.time.maxDrift"),
+                    "must be greater than 0 (a partition may run this far ahead of the \
+                     slowest one in event time; a large value such as 365d turns alignment off)",
+                );
             }
         }
 
@@ -1948,7 +1956,7 @@ spec:
 
     #[test]
     fn time() {
-        let set_time = |field: &str, ooo: u64, idle: Option<u64>| {
+        let set_time_drift = |field: &str, ooo: u64, idle: Option<u64>, drift: u64| {
             let field = field.to_string();
             move |m: &mut StreamJobManifest| {
                 pipeline(m).time = TimeSpec::Event {
@@ -1956,10 +1964,13 @@ spec:
                     format: Default::default(),
                     max_out_of_orderness: Duration::from_secs(ooo),
                     idle_timeout: idle.map(Duration::from_secs),
+                    max_drift: Duration::from_secs(drift),
                     max_future_skew: Duration::from_secs(60),
                 }
             }
         };
+        let set_time =
+            |field: &str, ooo: u64, idle: Option<u64>| set_time_drift(field, ooo, idle, 30);
         semantic(
             set_time("", 1, None),
             "spec.pipeline.time.field",
@@ -1978,6 +1989,11 @@ spec:
         semantic(
             set_time("ts", 1, Some(0)),
             "spec.pipeline.time.idleTimeout",
+            "greater than 0",
+        );
+        semantic(
+            set_time_drift("ts", 1, None, 0),
+            "spec.pipeline.time.maxDrift",
             "greater than 0",
         );
         // Kafka metadata is always readable, even after a projection.

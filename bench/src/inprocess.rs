@@ -38,6 +38,8 @@ pub struct InProcessResult {
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub records_out: u64,
+    /// Records too late for their windows (dead-lettered by a worker).
+    pub records_late: u64,
     /// Batch latency percentiles over output records, in ms (`None` with no output).
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -136,6 +138,7 @@ pub fn run(
         seconds,
         cpu_seconds,
         records_out,
+        records_late: processor.metrics().records_late.get(),
         p50_ms: percentile(&mut latencies, 0.50),
         p99_ms: percentile(&mut latencies, 0.99),
     })

@@ -606,6 +606,7 @@ mod tests {
             records_in: 1000,
             records_processed: 1000,
             records_out: 10,
+            records_late: 0,
             seconds,
             handled_seconds: Some(seconds),
             startup_seconds: Some(0.1),

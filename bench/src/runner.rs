@@ -127,6 +127,7 @@ pub struct RunResult {
     pub records_in: u64,
     pub records_processed: u64,
     pub records_out: u64,
+    pub records_late: u64,
     pub seconds: f64,
     /// Spawn until every input record was handled (processed, filtered, late, malformed
     /// or keyless); `None` if that did not happen within the run timeout.
@@ -343,8 +344,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         seed: opts.seed,
         ..Config::default()
     };
+    // The in-process run of the same events is the reference every run's output is checked
+    // against; without `--in-process` it still runs, for its counts only.
+    let reference = run_in_process(opts, &config, &mut progress)?;
     let in_process = if opts.in_process {
-        run_in_process(opts, &config, &mut progress)?
+        reference.clone()
     } else {
         Vec::new()
     };
@@ -400,22 +404,22 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
     for run in 1..=repeat {
         for vr in &mut variants {
             let (v, n) = (vr.variant, vr.parallelism);
-            let r =
-                run_variant(&tansu, broker_pid, &worker_bin, opts, v, n, run).unwrap_or_else(|e| {
-                    RunResult {
-                        variant: v,
-                        records_in: 0,
-                        records_processed: 0,
-                        records_out: 0,
-                        seconds: 0.0,
-                        handled_seconds: None,
-                        startup_seconds: None,
-                        cpu_seconds: 0.0,
-                        broker_cpu_seconds: 0.0,
-                        timed_out: false,
-                        error: Some(format!("{e:#}")),
-                        checkpoints: Vec::new(),
-                    }
+            let r = run_variant(&tansu, broker_pid, &worker_bin, opts, v, n, run)
+                .map(|r| check_against(r, &reference))
+                .unwrap_or_else(|e| RunResult {
+                    variant: v,
+                    records_in: 0,
+                    records_processed: 0,
+                    records_out: 0,
+                    records_late: 0,
+                    seconds: 0.0,
+                    handled_seconds: None,
+                    startup_seconds: None,
+                    cpu_seconds: 0.0,
+                    broker_cpu_seconds: 0.0,
+                    timed_out: false,
+                    error: Some(format!("{e:#}")),
+                    checkpoints: Vec::new(),
                 });
             progress(&format!(
                 "{} at parallelism {n}, run {run}/{repeat}: {} in {:.2} s = {:.0} events/s, {:.0} events/s per core, {} checkpoints{}{}",
@@ -480,6 +484,30 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         rescale: rescales,
         latency,
     })
+}
+
+/// A run whose records out or records late differ from the in-process run of the same
+/// query and backend over the same events is a failed run (its error says how), never a
+/// figure. A run that timed out is left as it is.
+pub fn check_against(mut r: RunResult, reference: &[InProcessResult]) -> RunResult {
+    if r.error.is_some() || r.timed_out {
+        return r;
+    }
+    let Some(want) = reference
+        .iter()
+        .find(|i| i.query == r.variant.query && i.backend == r.variant.backend)
+    else {
+        r.error = Some("no in-process run to check its output against".into());
+        return r;
+    };
+    if (r.records_out, r.records_late) != (want.records_out, want.records_late) {
+        r.error = Some(format!(
+            "wrong output: {} records out and {} late, where the in-process run of the same \
+             events gave {} and {}",
+            r.records_out, r.records_late, want.records_out, want.records_late
+        ));
+    }
+    r
 }
 
 /// A figure with two decimals, or `-`.
@@ -902,6 +930,7 @@ fn run_variant(
         records_in: m.last.records_in,
         records_processed: m.last.records_processed,
         records_out: m.last.records_out,
+        records_late: m.last.records_late,
         seconds: m.seconds,
         handled_seconds: m.handled_seconds,
         startup_seconds: m.startup,
@@ -1138,6 +1167,7 @@ struct Status {
     records_in: u64,
     records_processed: u64,
     records_out: u64,
+    records_late: u64,
     /// processed + filtered + late + malformed + keyless.
     handled: u64,
 }
@@ -1149,6 +1179,7 @@ impl Status {
             records_in: w.records_in,
             records_processed: w.records_processed,
             records_out: w.records_out,
+            records_late: w.records_late,
             handled: w.records_processed
                 + w.records_filtered
                 + w.records_late
@@ -1163,6 +1194,7 @@ impl Status {
             records_in: a.records_in + s.records_in,
             records_processed: a.records_processed + s.records_processed,
             records_out: a.records_out + s.records_out,
+            records_late: a.records_late + s.records_late,
             handled: a.handled + s.handled,
         })
     }
@@ -1214,6 +1246,7 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rivulet_api::spec::StateBackendKind;
 
     #[test]
     fn summary_is_the_median_and_range() {
@@ -1300,11 +1333,56 @@ mod tests {
     }
 
     #[test]
+    fn a_run_whose_output_differs_from_the_in_process_run_fails() {
+        let v = Variant::parse("q5-heap-eo").unwrap();
+        let run = |out, late| RunResult {
+            variant: v,
+            records_in: 100,
+            records_processed: 100 - late,
+            records_out: out,
+            records_late: late,
+            seconds: 1.0,
+            handled_seconds: Some(1.0),
+            startup_seconds: None,
+            cpu_seconds: 1.0,
+            broker_cpu_seconds: 0.0,
+            timed_out: false,
+            error: None,
+            checkpoints: Vec::new(),
+        };
+        let reference = |backend| InProcessResult {
+            query: "q5",
+            backend,
+            events: 100,
+            seconds: 1.0,
+            cpu_seconds: 1.0,
+            records_out: 40,
+            records_late: 0,
+            p50_ms: None,
+            p99_ms: None,
+        };
+        let refs = [
+            reference(StateBackendKind::Rocksdb),
+            reference(StateBackendKind::Heap),
+        ];
+        assert_eq!(check_against(run(40, 0), &refs).error, None);
+        let e = check_against(run(39, 0), &refs).error.unwrap();
+        assert!(
+            e.contains("39 records out and 0 late") && e.contains("gave 40 and 0"),
+            "{e}"
+        );
+        let e = check_against(run(40, 3), &refs).error.unwrap();
+        assert!(e.contains("3 late"), "{e}");
+        assert!(check_against(run(40, 0), &refs[..1]).error.is_some());
+    }
+
+    #[test]
     fn a_job_counts_the_sum_of_its_workers() {
         let s = |records_in, handled| Status {
             records_in,
             records_processed: handled,
             records_out: 1,
+            records_late: 1,
             handled,
         };
         assert_eq!(
@@ -1313,6 +1391,7 @@ mod tests {
                 records_in: 15,
                 records_processed: 14,
                 records_out: 2,
+                records_late: 2,
                 handled: 14
             }
         );
@@ -1382,6 +1461,7 @@ mod tests {
                 records_in: 100,
                 records_processed: 60,
                 records_out: 7,
+                records_late: 4,
                 handled: 99
             }
         );

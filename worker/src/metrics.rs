@@ -58,6 +58,11 @@ pub struct Metrics {
     pub shuffle_bytes_in: Counter,
     /// Times this worker restarted from the last complete checkpoint because a peer failed.
     pub job_restarts: Counter,
+    /// Source partitions paused by watermark alignment now, and pauses so far.
+    pub source_partitions_paused: Gauge,
+    pub source_pauses: Counter,
+    /// Source partitions left out of the watermark as idle.
+    pub source_partitions_idle: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +100,9 @@ impl Metrics {
             shuffle_bytes_out: Counter::default(),
             shuffle_bytes_in: Counter::default(),
             job_restarts: Counter::default(),
+            source_partitions_paused: Gauge::default(),
+            source_pauses: Counter::default(),
+            source_partitions_idle: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -222,6 +230,21 @@ impl Metrics {
             "job_restarts",
             "Restarts from the last complete checkpoint after a peer failed",
             m.job_restarts.clone(),
+        );
+        r.register(
+            "source_partitions_paused",
+            "Source partitions paused by watermark alignment (too far ahead in event time)",
+            m.source_partitions_paused.clone(),
+        );
+        r.register(
+            "source_pauses",
+            "Times watermark alignment paused a source partition",
+            m.source_pauses.clone(),
+        );
+        r.register(
+            "source_partitions_idle",
+            "Source partitions left out of the watermark as idle",
+            m.source_partitions_idle.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -177,6 +177,7 @@ pub struct Pipeline {
     aggregates: Vec<AggPlan>,
     max_out_of_orderness_ms: i64,
     idle_timeout_ms: Option<i64>,
+    max_drift_ms: Option<i64>,
 }
 
 impl Pipeline {
@@ -215,16 +216,18 @@ impl Pipeline {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (max_out_of_orderness_ms, idle_timeout_ms) = match &spec.time {
+        let (max_out_of_orderness_ms, idle_timeout_ms, max_drift_ms) = match &spec.time {
             TimeSpec::Event {
                 max_out_of_orderness,
                 idle_timeout,
+                max_drift,
                 ..
             } => (
                 max_out_of_orderness.as_millis_i64(),
                 idle_timeout.map(|d| d.as_millis_i64()),
+                Some(max_drift.as_millis_i64()),
             ),
-            TimeSpec::Processing => (0, None),
+            TimeSpec::Processing => (0, None, None),
         };
         let mut pipeline = Pipeline {
             max_record_bytes: spec.limits.max_record_bytes,
@@ -253,6 +256,7 @@ impl Pipeline {
             aggregates,
             max_out_of_orderness_ms,
             idle_timeout_ms,
+            max_drift_ms,
         };
         let selected = pipeline.fields_read();
         pipeline.decoder = pipeline.decoder.select(selected);
@@ -308,6 +312,12 @@ impl Pipeline {
     /// `time.idleTimeout` in ms, if set (always `None` for processing time).
     pub fn idle_timeout_ms(&self) -> Option<i64> {
         self.idle_timeout_ms
+    }
+
+    /// `time.maxDrift` in ms: how far ahead of the slowest partition with records waiting a
+    /// partition may read in event time (`None` for processing time).
+    pub fn max_drift_ms(&self) -> Option<i64> {
+        self.max_drift_ms
     }
 
     /// A watermark tracker configured for this pipeline; `None` for processing time.
@@ -763,6 +773,7 @@ limits: { maxRecordBytes: 200 }
         assert!(p.is_event_time());
         assert_eq!(p.max_out_of_orderness_ms(), 5_000);
         assert_eq!(p.idle_timeout_ms(), Some(60_000));
+        assert_eq!(p.max_drift_ms(), Some(30_000));
         assert!(p.watermark_tracker().is_some());
         assert_eq!(p.max_parallelism(), 128);
 

@@ -44,6 +44,7 @@ pub struct Processor {
     stage: KeyedStage,
     routes: Vec<Vec<Item>>,
     out: Output,
+    metrics: Arc<Metrics>,
 }
 
 impl Processor {
@@ -58,9 +59,10 @@ impl Processor {
     ) -> Processor {
         Processor {
             router: Router::new(pipeline, tracker, 0, 1, metrics.clone()),
-            stage: KeyedStage::new(operator, agg_names, 1, metrics),
+            stage: KeyedStage::new(operator, agg_names, 1, metrics.clone()),
             routes: vec![Vec::new()],
             out: Output::default(),
+            metrics,
         }
     }
 
@@ -87,7 +89,7 @@ impl Processor {
                     }
                 };
                 let mut op = WindowOperator::new(w, &spec.aggregates, state)?;
-                op.restore_timers(i64::MIN)?;
+                op.restore_timers(i64::MIN, &mut Vec::new())?;
                 Some(op)
             }
             None => None,
@@ -104,6 +106,11 @@ impl Processor {
             agg_names,
             Arc::new(Metrics::new()),
         ))
+    }
+
+    /// The counters of what it processed (records in are not counted here).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The window operator, for checkpoints.

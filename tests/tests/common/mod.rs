@@ -511,9 +511,14 @@ pub fn check_window_output(
     )
     .unwrap();
     assert_exact_results(&out, window_ms, expected);
-    let dead_letters = consume_all(
+    assert_no_dead_letters(bootstrap, dead, "");
+}
+
+/// Checks that the dead-letter topic `topic` is empty (`context` starts the message).
+pub fn assert_no_dead_letters(bootstrap: &str, topic: &str, context: &str) {
+    let dead = consume_all(
         bootstrap,
-        dead,
+        topic,
         true,
         0,
         Duration::from_secs(2),
@@ -521,11 +526,11 @@ pub fn check_window_output(
     )
     .unwrap();
     assert!(
-        dead_letters.is_empty(),
-        "{} unexpected dead letters, e.g. {:?} with headers {:?}",
-        dead_letters.len(),
-        dead_letters.first().map(|d| d.value_str()),
-        dead_letters.first().map(|d| d
+        dead.is_empty(),
+        "{context}{} unexpected dead letters, e.g. {:?} with headers {:?}",
+        dead.len(),
+        dead.first().map(|d| d.value_str()),
+        dead.first().map(|d| d
             .headers
             .iter()
             .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))

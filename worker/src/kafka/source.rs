@@ -2,11 +2,18 @@
 //!
 //! Partition `p` of every source topic is read by worker `p mod n`. No consumer group offsets
 //! are committed: the next offset of each partition is kept here and written into every
-//! checkpoint, and a restore seeks back to it. Lag comes from the high watermark (or last
-//! stable offset under `read_committed`) that fetch responses carry, reported through
-//! librdkafka's statistics — not from ListOffsets.
+//! checkpoint, and a restore seeks back to it.
+//!
+//! What is waiting in each partition comes from the end that fetch responses carry (the last
+//! stable offset under `read_committed`, else the high watermark), reported through
+//! librdkafka's statistics every [`STATS_INTERVAL_MS`], never from ListOffsets. Against the
+//! same report's application position (which librdkafka moves past transaction markers) it
+//! gives each partition's lag and its [`Backlog`]: the watermark treats a partition as idle
+//! only once it has caught up. Partitions can be paused and resumed for watermark alignment;
+//! a resumed partition continues from the record after the last one returned.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +28,10 @@ use rivulet_api::spec::{IsolationLevel, SourceSpec, StartFrom};
 use super::config::{client_config, ConfigError};
 use crate::record::RecordMeta;
 pub use crate::record::SourceRecord;
+use crate::time::Backlog;
+
+/// How often librdkafka reports each partition's end and position.
+pub const STATS_INTERVAL_MS: u64 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -49,17 +60,35 @@ const SOURCE_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "100"),
 ];
 
-/// Per-partition end offsets seen in fetch responses, shared with the statistics callback.
+/// One partition in the last statistics report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reported {
+    /// The end fetch responses carry: the last stable offset when reading committed, else
+    /// the high watermark; negative until a fetch response arrived.
+    end: i64,
+    /// The application's position: the offset after the last record returned (or the last
+    /// transaction marker passed); negative when nothing was returned yet.
+    app_offset: i64,
+    /// Where the next fetch starts; negative while the start position is not resolved.
+    next_offset: i64,
+    /// Records fetched and not returned yet, in the consumer's queue.
+    queued: i64,
+}
+
+/// Each partition's end and position from librdkafka's statistics, shared with the
+/// statistics callback.
 #[derive(Default)]
 pub struct LagContext {
-    /// (topic, partition) → end offset (last stable offset when reading committed).
-    ends: Mutex<HashMap<(String, i32), i64>>,
+    /// (topic, partition) → the last report.
+    reports: Mutex<HashMap<(String, i32), Reported>>,
+    /// Bumped at every report, so the source can tell a new one cheaply.
+    generation: AtomicU64,
     read_committed: bool,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, stats: Statistics) {
-        let Ok(mut ends) = self.ends.lock() else {
+        let Ok(mut reports) = self.reports.lock() else {
             return;
         };
         for (topic, t) in stats.topics {
@@ -72,11 +101,18 @@ impl ClientContext for LagContext {
                 } else {
                     ps.hi_offset
                 };
-                if end >= 0 {
-                    ends.insert((topic.clone(), p), end);
-                }
+                reports.insert(
+                    (topic.clone(), p),
+                    Reported {
+                        end,
+                        app_offset: ps.app_offset,
+                        next_offset: ps.next_offset,
+                        queued: ps.fetchq_cnt,
+                    },
+                );
             }
         }
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -90,6 +126,22 @@ pub struct KafkaSource {
     /// start position is symbolic.
     positions: BTreeMap<(Arc<str>, i32), i64>,
     assigned: Vec<(Arc<str>, i32)>,
+    /// Parallel to `assigned`: paused for watermark alignment.
+    paused: Vec<bool>,
+    /// Parallel to `assigned`: has returned a record since the source opened. Only those are
+    /// paused (librdkafka resumes others from `auto.offset.reset`, not their position).
+    returned: Vec<bool>,
+}
+
+/// One assigned partition's backlog, as [`KafkaSource::backlogs`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionBacklog {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// Records between the position and the partition's end, when known.
+    pub lag: Option<i64>,
+    pub backlog: Backlog,
+    pub paused: bool,
 }
 
 impl KafkaSource {
@@ -109,7 +161,7 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "1000")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
             .set(
                 "isolation.level",
                 if read_committed {
@@ -183,6 +235,8 @@ impl KafkaSource {
             consumer,
             topics,
             positions,
+            paused: vec![false; assigned.len()],
+            returned: vec![false; assigned.len()],
             assigned,
         })
     }
@@ -227,6 +281,13 @@ impl KafkaSource {
                 .entry((rec.meta.topic.clone(), rec.meta.partition))
                 .and_modify(|o| *o = (*o).max(rec.meta.offset + 1))
                 .or_insert(rec.meta.offset + 1);
+            if let Some(i) = self
+                .assigned
+                .iter()
+                .position(|(t, p)| *p == rec.meta.partition && Arc::ptr_eq(t, &rec.meta.topic))
+            {
+                self.returned[i] = true;
+            }
         }
         Ok(())
     }
@@ -273,25 +334,100 @@ impl KafkaSource {
                     topic: t.to_string(),
                     partition: *p,
                     offset,
+                    max_event_time_ms: None,
                 })
             })
             .collect()
     }
 
-    /// Records behind the end of each partition, from the last statistics report.
-    pub fn lag(&self) -> Vec<((Arc<str>, i32), i64)> {
-        let ends = match self.consumer.context().ends.lock() {
-            Ok(e) => e.clone(),
-            Err(_) => return Vec::new(),
+    /// Changes whenever librdkafka has reported on the partitions again.
+    pub fn report_generation(&self) -> u64 {
+        self.consumer.context().generation.load(Ordering::Acquire)
+    }
+
+    /// Every assigned partition's lag and backlog, from the last statistics report and the
+    /// records returned since. A paused partition has records waiting.
+    pub fn backlogs(&self) -> Vec<PartitionBacklog> {
+        let reports = match self.consumer.context().reports.lock() {
+            Ok(r) => r.clone(),
+            Err(_) => HashMap::new(),
         };
         self.assigned
             .iter()
-            .filter_map(|(t, p)| {
-                let end = *ends.get(&(t.to_string(), *p))?;
-                let pos = self.positions.get(&(t.clone(), *p)).copied().unwrap_or(0);
-                Some(((t.clone(), *p), (end - pos).max(0)))
+            .enumerate()
+            .map(|(i, (t, p))| {
+                let report = reports.get(&(t.to_string(), *p)).copied();
+                let position = self.positions.get(&(t.clone(), *p)).copied();
+                let (lag, backlog) = backlog_of(report, position);
+                let paused = self.paused[i];
+                PartitionBacklog {
+                    topic: t.clone(),
+                    partition: *p,
+                    lag,
+                    backlog: if paused { Backlog::Waiting } else { backlog },
+                    paused,
+                }
             })
             .collect()
+    }
+
+    /// Pauses the partitions `pause[i]` says (in the order of [`KafkaSource::assigned`]) and
+    /// resumes the others; returns how many were paused and resumed. A partition that has
+    /// returned no record yet is not paused.
+    pub fn set_paused(&mut self, pause: &[bool]) -> Result<(usize, usize), SourceError> {
+        let mut to_pause = TopicPartitionList::new();
+        let mut to_resume = TopicPartitionList::new();
+        for (i, (t, p)) in self.assigned.iter().enumerate() {
+            let want = pause.get(i).copied().unwrap_or(false) && self.returned[i];
+            if want == self.paused[i] {
+                continue;
+            }
+            if want {
+                to_pause.add_partition(t, *p);
+            } else {
+                to_resume.add_partition(t, *p);
+            }
+            self.paused[i] = want;
+        }
+        if to_pause.count() > 0 {
+            self.consumer.pause(&to_pause)?;
+        }
+        if to_resume.count() > 0 {
+            self.consumer.resume(&to_resume)?;
+        }
+        Ok((to_pause.count(), to_resume.count()))
+    }
+
+    /// Whether each assigned partition is paused, in the order of [`KafkaSource::assigned`].
+    pub fn paused(&self) -> &[bool] {
+        &self.paused
+    }
+}
+
+/// A partition's lag and backlog from its last report and the position of the records
+/// returned since (`None` before the first).
+fn backlog_of(report: Option<Reported>, position: Option<i64>) -> (Option<i64>, Backlog) {
+    let Some(r) = report.filter(|r| r.end >= 0) else {
+        return (None, Backlog::Unknown);
+    };
+    let app = (r.app_offset >= 0).then_some(r.app_offset);
+    match position.max(app) {
+        Some(pos) => {
+            let lag = (r.end - pos).max(0);
+            let backlog = if lag == 0 {
+                Backlog::CaughtUp
+            } else {
+                Backlog::Waiting
+            };
+            (Some(lag), backlog)
+        }
+        // Nothing returned yet.
+        None if r.end == 0 => (Some(0), Backlog::CaughtUp),
+        None if r.next_offset < 0 => (None, Backlog::Unknown),
+        None if r.next_offset < r.end => (Some(r.end - r.next_offset), Backlog::Waiting),
+        // Fetched to the end: caught up once nothing fetched is still queued.
+        None if r.queued > 0 => (None, Backlog::Waiting),
+        None => (Some(0), Backlog::CaughtUp),
     }
 }
 
@@ -326,4 +462,65 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|d| d.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(end: i64, app_offset: i64, next_offset: i64, queued: i64) -> Option<Reported> {
+        Some(Reported {
+            end,
+            app_offset,
+            next_offset,
+            queued,
+        })
+    }
+
+    #[test]
+    fn backlog_from_reports_and_positions() {
+        use Backlog::*;
+        // No report, or no fetch response yet.
+        assert_eq!(backlog_of(None, Some(5)), (None, Unknown));
+        assert_eq!(
+            backlog_of(report(-1, -1001, 0, 0), Some(5)),
+            (None, Unknown)
+        );
+        // Records returned: the position against the end.
+        assert_eq!(
+            backlog_of(report(100, -1001, 100, 0), Some(40)),
+            (Some(60), Waiting)
+        );
+        assert_eq!(
+            backlog_of(report(100, 40, 100, 0), Some(100)),
+            (Some(0), CaughtUp)
+        );
+        // librdkafka's position passed a transaction marker the records did not show.
+        assert_eq!(
+            backlog_of(report(101, 101, 101, 0), Some(100)),
+            (Some(0), CaughtUp)
+        );
+        // Nothing returned yet: an empty partition, one being fetched, one whose records
+        // are fetched but still queued, one whose start is not resolved.
+        assert_eq!(
+            backlog_of(report(0, -1001, -1001, 0), None),
+            (Some(0), CaughtUp)
+        );
+        assert_eq!(
+            backlog_of(report(100, -1001, 20, 0), None),
+            (Some(80), Waiting)
+        );
+        assert_eq!(
+            backlog_of(report(100, -1001, 100, 7), None),
+            (None, Waiting)
+        );
+        assert_eq!(
+            backlog_of(report(100, -1001, 100, 0), None),
+            (Some(0), CaughtUp)
+        );
+        assert_eq!(
+            backlog_of(report(100, -1001, -1001, 0), None),
+            (None, Unknown)
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Faults injected by tests (`RIVULET_FAULT`): a crash right after a manifest is written and
-//! before its commit, a crash instead of a commit, and a slow at-least-once sink.
+//! before its commit, a crash instead of a commit, a slow at-least-once sink, and a slow
+//! source.
 
 /// A fault to inject, for tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -8,6 +9,9 @@ pub enum Fault {
     AfterManifest { from: u64 },
     /// An at-least-once sink that takes at most `per_second` records per second.
     SlowSink { per_second: u64 },
+    /// A source that returns at most `per_second` records per second (since the attempt
+    /// started), so a small backlog takes a while to read.
+    SlowSource { per_second: u64 },
     /// Abort instead of committing the output of an epoch `>= from`, whether on the
     /// coordinator's word or when settling a restored checkpoint: every worker with this
     /// fault dies with that output uncommitted.
@@ -15,7 +19,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Parses `after-manifest`, `after-manifest:N`, `before-commit:N` or `slow-sink:N`.
+    /// Parses `after-manifest`, `after-manifest:N`, `before-commit:N`, `slow-sink:N` or
+    /// `slow-source:N`.
     pub fn parse(s: &str) -> Option<Fault> {
         let s = s.trim();
         if s == "after-manifest" {
@@ -24,6 +29,11 @@ impl Fault {
         if let Some(n) = s.strip_prefix("before-commit:") {
             return Some(Fault::BeforeCommit {
                 from: n.parse().ok()?,
+            });
+        }
+        if let Some(n) = s.strip_prefix("slow-source:") {
+            return Some(Fault::SlowSource {
+                per_second: n.parse().ok()?,
             });
         }
         if let Some(n) = s.strip_prefix("slow-sink:") {
@@ -67,6 +77,10 @@ mod tests {
         assert_eq!(
             Fault::parse("slow-sink:1000"),
             Some(Fault::SlowSink { per_second: 1000 })
+        );
+        assert_eq!(
+            Fault::parse("slow-source:20000"),
+            Some(Fault::SlowSource { per_second: 20_000 })
         );
         assert_eq!(Fault::parse("before-commit"), None);
         assert_eq!(Fault::parse("sometimes"), None);

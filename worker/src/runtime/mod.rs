@@ -16,10 +16,13 @@
 //! - [`start`]: restoring an attempt (state, sinks, source) from the last snapshot;
 //! - [`snapshot`]: aligned barriers, taking and uploading this worker's part, committing;
 //! - [`control`]: control messages between workers and worker 0's coordinator decisions;
+//! - [`event_time`]: what waits in each source partition, watermark alignment, and the
+//!   source offsets a snapshot keeps;
 //! - [`status`]: the status document and the busy and backpressure ratios;
 //! - [`fault`]: faults injected by tests.
 
 mod control;
+mod event_time;
 mod fault;
 mod snapshot;
 mod start;
@@ -60,6 +63,8 @@ const MAX_BATCH: usize = 4096;
 /// Items per shuffle data frame.
 const FRAME_ITEMS: usize = 1024;
 const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// How often watermark alignment is decided at most (and at every report of the source).
+const ALIGN_EVERY: Duration = Duration::from_millis(20);
 /// Records handed to an at-least-once sink at a time.
 const EMIT_SLICE: usize = 256;
 /// How long worker 0 keeps answering after a stop with a savepoint, unless a caller has
@@ -200,6 +205,14 @@ pub struct Worker {
     sp_waiting: VecDeque<(u64, bool)>,
     sp_in_flight: Option<(u64, u64, bool)>,
     sp_retry: Option<u64>,
+    /// The source report last handed to the watermark tracker, and when alignment was last
+    /// decided.
+    source_reports: u64,
+    last_align: Instant,
+    /// When this attempt started and how many records its source returned (for the
+    /// `slow-source` fault).
+    started: Instant,
+    source_read: u64,
 }
 
 impl Worker {
@@ -295,11 +308,13 @@ impl Worker {
                 }
             }
             // The source, when nothing holds it back.
+            self.tend_source(now_ms())?;
             let backlog = mesh.as_ref().map_or(0, |m| m.backlog());
-            if self.align.is_none() && !self.stopping && backlog == 0 {
+            let budget = self.source_budget();
+            if self.align.is_none() && !self.stopping && backlog == 0 && budget > 0 {
                 batch.clear();
-                self.source
-                    .poll_batch(MAX_BATCH, poll_timeout, &mut batch)?;
+                self.source.poll_batch(budget, poll_timeout, &mut batch)?;
+                self.source_read += batch.len() as u64;
                 let t0 = Instant::now();
                 self.metrics.records_in.inc_by(batch.len() as u64);
                 self.route(mesh.as_mut(), &batch)?;
@@ -325,6 +340,20 @@ impl Worker {
                 self.phase = "stopping";
             }
             self.tick_status();
+        }
+    }
+
+    /// How many records the next poll may return: [`MAX_BATCH`], or fewer under the
+    /// `slow-source` fault (0 while it is ahead of its rate).
+    fn source_budget(&self) -> usize {
+        match self.opts.fault {
+            Some(Fault::SlowSource { per_second }) => {
+                let allowed = (self.started.elapsed().as_secs_f64() * per_second as f64) as u64;
+                allowed
+                    .saturating_sub(self.source_read)
+                    .min(MAX_BATCH as u64) as usize
+            }
+            _ => MAX_BATCH,
         }
     }
 

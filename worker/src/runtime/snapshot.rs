@@ -61,7 +61,7 @@ impl Worker {
             id,
             kind,
             stop,
-            offsets: self.source.offsets(),
+            offsets: self.source_offsets(),
             barriers: vec![false; n],
             blocked: (0..n).map(|_| VecDeque::new()).collect(),
         });

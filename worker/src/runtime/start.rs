@@ -16,7 +16,7 @@ use crate::coordinator::Coordinator;
 use crate::kafka::sink::{orphaned_slots, KafkaSink, SinkIdentity};
 use crate::kafka::source::KafkaSource;
 use crate::metrics::{Metrics, SharedStatus};
-use crate::output::Destination;
+use crate::output::{self, Destination};
 use crate::pipeline::Pipeline;
 use crate::savepoints::SavepointBoard;
 use crate::stage::keyed::KeyedStage;
@@ -135,10 +135,25 @@ impl Worker {
         }
         let backend_name = backend.name();
         let restored_wm = restored.as_ref().and_then(|r| r.manifest.watermark_ms);
+        let agg_names: Vec<String> = p.aggregates.iter().map(|a| a.name.clone()).collect();
+        // Windows the restored state holds behind the restored watermark fire now: their
+        // results are the first output of this attempt.
+        let mut out = Output::default();
         let operator = match &p.window {
             Some(w) => {
                 let mut op = WindowOperator::new(w, &p.aggregates, backend)?;
-                op.restore_timers(restored_wm.unwrap_or(i64::MIN))?;
+                let mut overdue = Vec::new();
+                op.restore_timers(restored_wm.unwrap_or(i64::MIN), &mut overdue)?;
+                if !overdue.is_empty() {
+                    tracing::info!(
+                        windows = overdue.len(),
+                        "firing restored windows that are behind the restored watermark"
+                    );
+                }
+                let now = now_ms();
+                for r in &overdue {
+                    out.push(output::window_result(r, &agg_names), now);
+                }
                 Some(op)
             }
             None => None,
@@ -215,11 +230,14 @@ impl Worker {
             opts.parallelism,
             &offsets,
         )?;
+        // Each partition's watermark continues from the highest event time it had read.
+        let max_event_times: Vec<(&str, i32, i64)> = offsets
+            .iter()
+            .filter_map(|o| Some((o.topic.as_str(), o.partition, o.max_event_time_ms?)))
+            .collect();
         let tracker = pipeline.watermark_tracker().map(|mut t| {
             t.assign(source.assigned(), now_ms());
-            if let Some(wm) = restored_wm {
-                t.restore(wm);
-            }
+            t.restore(restored_wm, &max_event_times);
             t
         });
 
@@ -258,7 +276,6 @@ impl Worker {
             );
         }
         let _ = std::fs::remove_dir_all(&restore_dir);
-        let agg_names: Vec<String> = p.aggregates.iter().map(|a| a.name.clone()).collect();
         let restored_bytes = restored.as_ref().map_or(0, |r| r.bytes_read);
         status.update(|s| {
             s.phase = "connecting".into();
@@ -289,7 +306,7 @@ impl Worker {
             coordinator,
             restored_id,
             routes: vec![Vec::new(); n],
-            out: Output::default(),
+            out,
             epoch: Epoch::default(),
             acked: None,
             align: None,
@@ -308,6 +325,10 @@ impl Worker {
             sp_waiting: VecDeque::new(),
             sp_in_flight: None,
             sp_retry: None,
+            source_reports: 0,
+            last_align: Instant::now(),
+            started: Instant::now(),
+            source_read: 0,
             opts,
         })
     }

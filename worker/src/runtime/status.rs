@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::{PartitionLabels, PartitionStatus};
 
-use super::{Worker, STATUS_EVERY};
+use super::{now_ms, Worker, STATUS_EVERY};
 
 impl Worker {
     /// Every [`STATUS_EVERY`]: the busy and backpressure ratios, and the status document.
@@ -35,33 +35,49 @@ impl Worker {
         self.last_status = Instant::now();
     }
 
-    pub(super) fn publish_status(&self, phase: &str) {
-        let lag = self.source.lag();
+    pub(super) fn publish_status(&mut self, phase: &str) {
+        let now = now_ms();
+        let backlogs = self.source.backlogs();
         let offsets = self.source.offsets();
+        let marks = self
+            .router
+            .tracker_mut()
+            .map(|t| t.marks(now))
+            .unwrap_or_default();
         let mut total = 0;
-        let mut partitions = Vec::with_capacity(offsets.len());
-        for o in &offsets {
-            let l = lag
-                .iter()
-                .find(|((t, p), _)| &**t == o.topic.as_str() && *p == o.partition)
-                .map(|(_, l)| *l);
-            if let Some(l) = l {
+        let mut partitions = Vec::with_capacity(backlogs.len());
+        for b in &backlogs {
+            let (topic, partition) = (b.topic.to_string(), b.partition);
+            if let Some(l) = b.lag {
                 total += l;
                 self.metrics
                     .partition_lag
                     .get_or_create(&PartitionLabels {
-                        topic: o.topic.clone(),
-                        partition: o.partition,
+                        topic: topic.clone(),
+                        partition,
                     })
                     .set(l);
             }
+            let mark = marks
+                .iter()
+                .find(|m| m.partition == partition && *m.topic == *b.topic);
             partitions.push(PartitionStatus {
-                topic: o.topic.clone(),
-                partition: o.partition,
-                offset: o.offset,
-                lag: l,
+                offset: offsets
+                    .iter()
+                    .find(|o| o.partition == partition && o.topic == topic)
+                    .map(|o| o.offset),
+                topic,
+                partition,
+                lag: b.lag,
+                backlog: mark.map_or(b.backlog, |m| m.backlog).name().to_string(),
+                watermark_ms: mark.and_then(|m| m.watermark),
+                idle: mark.is_some_and(|m| m.idle),
+                paused: b.paused,
             });
         }
+        self.metrics
+            .source_partitions_idle
+            .set(marks.iter().filter(|m| m.idle).count() as i64);
         let m = &self.metrics;
         let watermark = self.stage.watermark();
         let last = self.last_checkpoint.clone();

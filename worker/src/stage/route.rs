@@ -50,6 +50,17 @@ impl Router {
         }
     }
 
+    /// The pipeline this router prepares records with.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The source's watermark tracker (`None` for processing time), for what the source knows
+    /// of its partitions and for checkpoints.
+    pub fn tracker_mut(&mut self) -> Option<&mut WatermarkTracker> {
+        self.tracker.as_mut()
+    }
+
     /// Routes one batch: keyed records and watermark marks go to `routes[worker]` (this
     /// worker's own entry gets [`Origin::Batch`] records, the others carry their bytes);
     /// stateless and rejected output goes to `out`. Ends with [`Router::finish`].

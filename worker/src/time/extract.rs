@@ -204,6 +204,7 @@ mod tests {
             format,
             max_out_of_orderness: Duration::ZERO,
             idle_timeout: None,
+            max_drift: Duration::from_secs(30),
             max_future_skew: Duration::from_secs(3600),
         })
     }

@@ -1,9 +1,11 @@
-//! Event time: timestamps read from records ([`extract`]) and watermarks over the partitions
-//! a source reads ([`watermark`]). Everything here is pure: processing time comes in as an
+//! Event time: timestamps read from records ([`extract`]), watermarks over the partitions a
+//! source reads ([`watermark`]), and which partitions to pause so a backlog is read evenly
+//! in event time ([`align`]). Everything here is pure: processing time comes in as an
 //! argument.
 
+pub mod align;
 pub mod extract;
 pub mod watermark;
 
 pub use extract::{TimeError, TimestampExtractor};
-pub use watermark::WatermarkTracker;
+pub use watermark::{Backlog, PartitionMark, WatermarkTracker};

@@ -246,6 +246,15 @@ fn entry_timers(entry: &Entry, lateness: i64, watermark: i64) -> impl Iterator<I
     })
 }
 
+/// Whether an entry restored at `watermark` holds a window that should have fired already,
+/// or one past its cleanup time.
+fn is_overdue(entry: &Entry, lateness: i64, watermark: i64) -> bool {
+    entry.windows.iter().any(|w| {
+        let win = w.window();
+        (!w.fired && win.max_timestamp() <= watermark) || win.is_expired(lateness, watermark)
+    })
+}
+
 /// Records of one call pre-aggregated into one window (tumbling and sliding).
 struct Pending<'a> {
     key: &'a [u8],
@@ -314,9 +323,17 @@ impl WindowOperator {
     }
 
     /// Rebuilds the timers from state (after the backend was restored) and sets the
-    /// watermark to the restored one.
-    pub fn restore_timers(&mut self, watermark: i64) -> Result<(), WindowError> {
+    /// watermark to the restored one. Windows the restored state holds behind that watermark
+    /// that never fired (state taken at a lower watermark than the one restored, e.g. merged
+    /// from workers of a snapshot at another parallelism) fire now, into `out`, in firing
+    /// order; those past their cleanup time are dropped.
+    pub fn restore_timers(
+        &mut self,
+        watermark: i64,
+        out: &mut Vec<WindowResult>,
+    ) -> Result<(), WindowError> {
         let mut timers = BTreeSet::new();
+        let mut overdue = Vec::new();
         let mut error = None;
         let codec = &self.codec;
         let lateness = self.allowed_lateness;
@@ -325,6 +342,9 @@ impl WindowOperator {
                 return;
             }
             match codec.decode(kg, sk, value) {
+                Ok(entry) if is_overdue(&entry, lateness, watermark) => {
+                    overdue.push((kg, sk.to_vec()));
+                }
                 Ok(entry) => {
                     for t in entry_timers(&entry, lateness, watermark) {
                         timers.insert((t, kg, sk.to_vec()));
@@ -338,6 +358,45 @@ impl WindowOperator {
         }
         self.timers = timers;
         self.watermark = watermark;
+        let mut fired = Vec::new();
+        for (kg, sk) in overdue {
+            self.settle_overdue(kg, &sk, &mut fired)?;
+        }
+        sort_results(&mut fired);
+        out.extend(fired.into_iter().map(|(_, r)| r));
+        Ok(())
+    }
+
+    /// Fires the windows of one restored entry that are behind the watermark and never
+    /// fired, drops the expired ones, and sets timers for the rest.
+    fn settle_overdue(
+        &mut self,
+        kg: u32,
+        sk: &[u8],
+        out: &mut Vec<(u32, WindowResult)>,
+    ) -> Result<(), WindowError> {
+        let Some(bytes) = self.state.get(kg, sk)? else {
+            return Ok(());
+        };
+        let mut entry = self.codec.decode(kg, sk, &bytes)?;
+        let key = self.codec.key_of(kg, sk)?;
+        let (watermark, lateness) = (self.watermark, self.allowed_lateness);
+        for w in &mut entry.windows {
+            if !w.fired && w.window().max_timestamp() <= watermark {
+                out.push((kg, result_of(&entry.key_json, key, w)));
+                w.fired = true;
+            }
+        }
+        entry
+            .windows
+            .retain(|w| !w.window().is_expired(lateness, watermark));
+        if entry.windows.is_empty() {
+            return self.state.delete(kg, sk).map_err(Into::into);
+        }
+        for t in entry_timers(&entry, lateness, watermark) {
+            self.timers.insert((t, kg, sk.to_vec()));
+        }
+        self.state.put(kg, sk, &Codec::encode(&entry)?)?;
         Ok(())
     }
 
@@ -1217,7 +1276,9 @@ mod tests {
             let mut backend = HeapBackend::new(0..MAX_PARALLELISM);
             backend.restore(&files, 0..MAX_PARALLELISM).unwrap();
             let mut restored = WindowOperator::new(&spec, &all_aggs(), Box::new(backend)).unwrap();
-            restored.restore_timers(wm).unwrap();
+            let mut overdue = Vec::new();
+            restored.restore_timers(wm, &mut overdue).unwrap();
+            assert_eq!(overdue, vec![]);
             assert_eq!(restored.watermark(), wm);
             assert_eq!(restored.next_fire_time(), next);
             assert_eq!(restored.pending_timers(), pending);
@@ -1231,6 +1292,62 @@ mod tests {
     }
 
     #[test]
+    fn windows_restored_behind_the_watermark_fire_at_restore() {
+        for lateness in [0, 20_000] {
+            let spec = tumbling(10_000, lateness);
+            let mut op = operator(&spec, &count_sum());
+            // State written while the watermark was still low: nothing fired yet.
+            let (out, late) = process(
+                &mut op,
+                &[
+                    cs("alice", 1_000, 0, 1),
+                    cs("bob", 12_000, 1, 2),
+                    cs("alice", 25_000, 2, 3),
+                ],
+            );
+            assert!(out.is_empty() && late.is_empty());
+            let dir = tempfile::tempdir().unwrap();
+            let files = op.state_mut().snapshot(dir.path()).unwrap();
+
+            // Restored at a watermark past the first window's end: it fires at once, as
+            // Final, and the others wait for their time.
+            let mut backend = HeapBackend::new(0..MAX_PARALLELISM);
+            backend.restore(&files, 0..MAX_PARALLELISM).unwrap();
+            let mut restored = WindowOperator::new(&spec, &count_sum(), Box::new(backend)).unwrap();
+            let mut fired = Vec::new();
+            restored.restore_timers(15_000, &mut fired).unwrap();
+            assert_eq!(
+                fired,
+                vec![res("alice", 0, 10_000, vec![json!(1), json!(1)], Final)],
+                "lateness {lateness}"
+            );
+            assert_eq!(restored.watermark(), 15_000);
+            // Dropped at once without lateness; kept (and never fired again) with it.
+            let kept = restored.state_mut().len();
+            assert_eq!(
+                kept,
+                if lateness == 0 { 2 } else { 3 },
+                "lateness {lateness}"
+            );
+            assert_eq!(
+                advance(&mut restored, 20_000),
+                vec![res("bob", 10_000, 20_000, vec![json!(1), json!(2)], Final)]
+            );
+            assert_eq!(
+                advance(&mut restored, i64::MAX),
+                vec![res(
+                    "alice",
+                    20_000,
+                    30_000,
+                    vec![json!(1), json!(3)],
+                    Final
+                )]
+            );
+            assert_eq!(restored.state_mut().len(), 0);
+        }
+    }
+
+    #[test]
     fn corrupt_state_is_an_error() {
         let mut op = operator(&tumbling(10_000, 0), &count_sum());
         let r = cs("alice", 1_000, 0, 1);
@@ -1240,7 +1357,10 @@ mod tests {
             .unwrap();
         let err = op.process(std::slice::from_ref(&r), &mut Vec::new(), &mut Vec::new());
         assert!(matches!(err, Err(WindowError::Corrupt(_))), "{err:?}");
-        assert!(matches!(op.restore_timers(0), Err(WindowError::Corrupt(_))));
+        assert!(matches!(
+            op.restore_timers(0, &mut Vec::new()),
+            Err(WindowError::Corrupt(_))
+        ));
 
         // A valid value under the wrong window type.
         let mut sessions = operator(&session(1_000, 0), &count_sum());
@@ -1255,7 +1375,7 @@ mod tests {
             sessions.state_mut().put(kg, &k, &v).unwrap();
         }
         assert!(matches!(
-            sessions.restore_timers(0),
+            sessions.restore_timers(0, &mut Vec::new()),
             Err(WindowError::Corrupt(_))
         ));
 
@@ -1264,14 +1384,14 @@ mod tests {
         let value = tumble.state_mut().get(r.key_group, &sk).unwrap().unwrap();
         other.state_mut().put(r.key_group, &sk, &value).unwrap();
         assert!(matches!(
-            other.restore_timers(0),
+            other.restore_timers(0, &mut Vec::new()),
             Err(WindowError::Corrupt(_))
         ));
 
         // Entries that are not the window operator's are ignored.
         let mut op = operator(&tumbling(10_000, 0), &count_sum());
         op.state_mut().put(0, b"\x00other", b"x").unwrap();
-        op.restore_timers(0).unwrap();
+        op.restore_timers(0, &mut Vec::new()).unwrap();
         assert_eq!(op.next_fire_time(), None);
     }
 

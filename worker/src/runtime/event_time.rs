@@ -1,0 +1,89 @@
+//! The source's side of event time in a running worker: telling the watermark tracker what
+//! waits in each partition (from librdkafka's reports of the partitions' ends), pausing and
+//! resuming partitions for watermark alignment, and the source offsets a snapshot keeps,
+//! each with the highest event time read before it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rivulet_api::manifest::SourceOffset;
+
+use crate::time::{align, Backlog};
+
+use super::{RuntimeError, Worker, ALIGN_EVERY};
+
+impl Worker {
+    /// Hands new backlog reports to the watermark tracker and pauses or resumes partitions
+    /// for watermark alignment. Cheap when nothing changed: a report arrives every
+    /// [`crate::kafka::source::STATS_INTERVAL_MS`], alignment is decided at most every
+    /// [`ALIGN_EVERY`].
+    pub(super) fn tend_source(&mut self, now: i64) -> Result<(), RuntimeError> {
+        let Some(max_drift) = self.router.pipeline().max_drift_ms() else {
+            return Ok(());
+        };
+        let generation = self.source.report_generation();
+        let reported = generation != self.source_reports;
+        if !reported && self.last_align.elapsed() < ALIGN_EVERY {
+            return Ok(());
+        }
+        self.last_align = Instant::now();
+        let Some(tracker) = self.router.tracker_mut() else {
+            return Ok(());
+        };
+        if reported {
+            self.source_reports = generation;
+            for b in self.source.backlogs() {
+                tracker.set_backlog(&b.topic, b.partition, b.backlog, now);
+            }
+        }
+        let marks = tracker.marks(now);
+        let assigned = self.source.assigned().to_vec();
+        // The tracker knows the assigned partitions (and no others) in its own order.
+        let mut order = Vec::with_capacity(assigned.len());
+        for (t, p) in &assigned {
+            match marks
+                .iter()
+                .position(|m| m.partition == *p && *m.topic == **t)
+            {
+                Some(i) => order.push(i),
+                None => return Ok(()),
+            }
+        }
+        let in_order: Vec<_> = order.iter().map(|&i| marks[i].clone()).collect();
+        let pause = align::decide(&in_order, self.source.paused(), max_drift);
+        let (paused, resumed) = self.source.set_paused(&pause)?;
+        if paused + resumed == 0 {
+            return Ok(());
+        }
+        self.metrics.source_pauses.inc_by(paused as u64);
+        let now_paused: Vec<(Arc<str>, i32)> = assigned
+            .into_iter()
+            .zip(self.source.paused())
+            .filter(|(_, p)| **p)
+            .map(|(tp, _)| tp)
+            .collect();
+        self.metrics
+            .source_partitions_paused
+            .set(now_paused.len() as i64);
+        // A paused partition has records waiting (its reports go stale while it is paused).
+        if let Some(tracker) = self.router.tracker_mut() {
+            for (t, p) in &now_paused {
+                tracker.set_backlog(t, *p, Backlog::Waiting, now);
+            }
+        }
+        tracing::debug!(paused, resumed, "watermark alignment");
+        Ok(())
+    }
+
+    /// Where each partition resumes, with the highest event time read before that point, so
+    /// a restore continues the partition's watermark from there.
+    pub(super) fn source_offsets(&mut self) -> Vec<SourceOffset> {
+        let mut offsets = self.source.offsets();
+        if let Some(tracker) = self.router.tracker_mut() {
+            for o in &mut offsets {
+                o.max_event_time_ms = tracker.max_event_time(&o.topic, o.partition);
+            }
+        }
+        offsets
+    }
+}
