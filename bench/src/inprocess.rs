@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind};
+use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind, TimeSpec};
 use rivulet_worker::processor::Processor;
 use rivulet_worker::record::{RecordMeta, SourceRecord};
 use rivulet_worker::runtime::now_ms;
@@ -38,8 +38,12 @@ pub struct InProcessResult {
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub records_out: u64,
-    /// Records too late for their windows (dead-lettered by a worker).
+    /// Records that reached a window or the sink, and records too late for their windows
+    /// (dead-lettered by a worker).
+    pub records_processed: u64,
     pub records_late: u64,
+    /// Windows of processing time: how many results there are depends on the wall clock.
+    pub processing_time: bool,
     /// Batch latency percentiles over output records, in ms (`None` with no output).
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -138,7 +142,10 @@ pub fn run(
         seconds,
         cpu_seconds,
         records_out,
+        records_processed: processor.metrics().records_processed.get(),
         records_late: processor.metrics().records_late.get(),
+        processing_time: matches!(spec.pipeline.time, TimeSpec::Processing)
+            && spec.pipeline.window.is_some(),
         p50_ms: percentile(&mut latencies, 0.50),
         p99_ms: percentile(&mut latencies, 0.99),
     })
