@@ -7,15 +7,18 @@
 //! - [`keygroup`]: the key-group hash and the range of key groups each worker owns.
 //! - [`manifest`]: the snapshot (checkpoint/savepoint) manifest written to object storage.
 //! - [`status`]: the status document a worker serves at `/status`.
+//! - [`launch`]: how a worker is started (its command line and environment).
 
 pub mod duration;
 pub mod expr;
 pub mod keygroup;
+pub mod launch;
 pub mod manifest;
 pub mod spec;
 pub mod status;
 pub mod validate;
 
 pub use duration::Duration;
+pub use launch::WorkerLaunch;
 pub use spec::{PipelineSpec, StreamJobManifest, StreamJobSpec};
 pub use validate::{load_manifest, FieldError, LoadError};

@@ -47,6 +47,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_api::spec::StreamJobManifest;
 use rivulet_api::status::{CheckpointInfo, WorkerStatus};
+use rivulet_api::WorkerLaunch;
 use rivulet_tests::{
     free_port, http_request, KafkaProducer, ProcessBuilder, ProduceRecord, Tansu, WorkerProcess,
 };
@@ -689,38 +690,6 @@ fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// The command line of worker `index` of a job of `peers.len()` workers, as `rivulet run`
-/// starts it: the job file, its ordinal and the parallelism, the broker, its own HTTP
-/// address and data dir, and, when there is more than one worker, every worker's shuffle
-/// address (a loopback entry makes the worker listen on loopback only).
-fn worker_args(
-    job: &Path,
-    index: usize,
-    peers: &[String],
-    bootstrap: &str,
-    http: &str,
-    data_dir: &Path,
-) -> Vec<String> {
-    let mut args = vec![
-        "--job".to_string(),
-        job.display().to_string(),
-        "--index".into(),
-        index.to_string(),
-        "--parallelism".into(),
-        peers.len().to_string(),
-        "--bootstrap-servers".into(),
-        bootstrap.to_string(),
-        "--http".into(),
-        http.to_string(),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-    ];
-    if peers.len() > 1 {
-        args.extend(["--peers".to_string(), peers.join(",")]);
-    }
-    args
-}
-
 /// One job, set up in a fresh temp dir (job file, snapshots, a data dir per worker) with
 /// its own sink and dead-letter topics created; [`Job::spawn`] starts its workers, and
 /// [`Job::rescale`] sets up the same job again at another parallelism.
@@ -842,14 +811,12 @@ impl Job {
             };
             let spawned = ProcessBuilder::new(worker_bin)
                 .label(label)
-                .args(worker_args(
-                    &job,
-                    i,
-                    &self.peers,
-                    &bootstrap,
-                    http,
-                    &data_dir,
-                ))
+                .args(
+                    WorkerLaunch::new(&job, i as u32, self.http.len() as u32, &data_dir, http)
+                        .with_peers(&self.peers)
+                        .with_bootstrap(&bootstrap)
+                        .args(),
+                )
                 .env("RIVULET_LOG", "warn")
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .spawn();
@@ -1305,38 +1272,6 @@ mod tests {
         let b = Variant::parse("q1-heap-eo").unwrap();
         assert_eq!(groups(&[a, b], &[1, 2]), [(a, 1), (a, 2), (b, 1), (b, 2)]);
         assert_eq!(groups(&[a], &[1]), [(a, 1)]);
-    }
-
-    #[test]
-    fn workers_get_their_ordinal_and_every_peer() {
-        let peers = ["127.0.0.1:7001".to_string(), "127.0.0.1:7002".to_string()];
-        let args = worker_args(
-            Path::new("/j/job.yaml"),
-            1,
-            &peers,
-            "127.0.0.1:9092",
-            "127.0.0.1:8001",
-            Path::new("/j/data/1"),
-        );
-        assert_eq!(
-            args.join(" "),
-            "--job /j/job.yaml --index 1 --parallelism 2 --bootstrap-servers 127.0.0.1:9092 \
-             --http 127.0.0.1:8001 --data-dir /j/data/1 --peers 127.0.0.1:7001,127.0.0.1:7002"
-        );
-        // One worker: no shuffle, so no peers.
-        let one = worker_args(
-            Path::new("/j/job.yaml"),
-            0,
-            &peers[..1],
-            "b:1",
-            "h:2",
-            Path::new("/d"),
-        );
-        assert_eq!(
-            one.join(" "),
-            "--job /j/job.yaml --index 0 --parallelism 1 --bootstrap-servers b:1 --http h:2 \
-             --data-dir /d"
-        );
     }
 
     #[test]

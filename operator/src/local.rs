@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rivulet_api::StreamJobManifest;
+use rivulet_api::launch::WORKER_BINARY;
+use rivulet_api::{StreamJobManifest, WorkerLaunch};
 
 /// The `rivulet-worker` binary: `$RIVULET_WORKER_BIN`, else next to this executable.
 pub fn worker_binary() -> Result<PathBuf> {
@@ -21,7 +22,7 @@ pub fn worker_binary() -> Result<PathBuf> {
     }
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable has no directory")?;
-    for candidate in [dir.join("rivulet-worker"), dir.join("../rivulet-worker")] {
+    for candidate in [dir.join(WORKER_BINARY), dir.join("..").join(WORKER_BINARY)] {
         if candidate.exists() {
             return Ok(candidate);
         }
@@ -39,7 +40,7 @@ pub struct WorkerProc {
     pub log: PathBuf,
     /// The worker's data directory (holds `final-status.json` after it exits).
     pub data_dir: PathBuf,
-    args: Vec<String>,
+    launch: WorkerLaunch,
     child: Option<Child>,
     pub restarts: u32,
     next_start: Option<Instant>,
@@ -52,7 +53,8 @@ impl WorkerProc {
             .append(true)
             .open(&self.log)?;
         let child = Command::new(worker_binary()?)
-            .args(&self.args)
+            .args(self.launch.args())
+            .envs(self.launch.env())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -105,30 +107,18 @@ impl LocalJob {
         for i in 0..n {
             let port = crate::broker::free_port()?;
             let http = format!("127.0.0.1:{port}");
-            let args = vec![
-                "--job".to_string(),
-                manifest_path.display().to_string(),
-                "--index".into(),
-                i.to_string(),
-                "--parallelism".into(),
-                n.to_string(),
-                "--bootstrap-servers".into(),
-                opts.bootstrap.clone(),
-                "--http".into(),
-                http.clone(),
-                "--data-dir".into(),
-                job_dir.join(i.to_string()).display().to_string(),
-            ];
-            let mut args = args;
-            if n > 1 {
-                args.extend(["--peers".to_string(), peers.clone()]);
+            let data_dir = job_dir.join(i.to_string());
+            let launch = WorkerLaunch {
+                peers: Some(peers.clone()),
+                ..WorkerLaunch::new(&manifest_path, i, n, &data_dir, &http)
             }
+            .with_bootstrap(&opts.bootstrap);
             let mut w = WorkerProc {
                 index: i,
-                data_dir: job_dir.join(i.to_string()),
+                data_dir,
                 http,
                 log: log_dir.join(format!("{}-{i}.log", m.metadata.name)),
-                args,
+                launch,
                 child: None,
                 restarts: 0,
                 next_start: None,

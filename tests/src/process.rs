@@ -195,15 +195,6 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `rivulet-worker` with these arguments and extra environment variables.
-    /// Use [`ProcessBuilder`] for anything else.
-    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        ProcessBuilder::bin("rivulet-worker")
-            .args(args)
-            .envs(env.iter().copied())
-            .spawn()
-    }
-
     /// The label given to [`ProcessBuilder::label`].
     pub fn label(&self) -> &str {
         &self.label

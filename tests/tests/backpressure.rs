@@ -10,9 +10,11 @@
 
 mod common;
 
+use common::cluster::Cluster;
+
 use std::time::{Duration, Instant};
 
-use rivulet_tests::{free_port, KafkaProducer, ProduceRecord, Tansu};
+use rivulet_tests::{KafkaProducer, ProduceRecord, Tansu};
 
 const EVENTS: usize = 200_000;
 const KEYS: usize = 500;
@@ -66,31 +68,10 @@ fn a_slow_sink_slows_the_other_workers_source_within_a_memory_bound() {
         "job.yaml",
         &common::manifest_with_parallelism("bp", pipeline, &state, 2),
     );
-    let peers = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
-    let mut workers: Vec<common::Worker> = (0..2)
-        .map(|i| {
-            let mut env = Vec::new();
-            if i == 1 {
-                env.push(("RIVULET_FAULT".to_string(), "slow-sink:1000".to_string()));
-            }
-            common::start_worker_with_args(
-                &job,
-                &bootstrap,
-                &dir.path().join(format!("w{i}")),
-                &[
-                    "--index".into(),
-                    i.to_string(),
-                    "--parallelism".into(),
-                    "2".into(),
-                    "--peers".into(),
-                    peers.clone(),
-                ],
-                &env,
-                &format!("bp-{i}"),
-            )
-        })
-        .collect();
-    for w in &mut workers {
+    let slow = vec![("RIVULET_FAULT".to_string(), "slow-sink:1000".to_string())];
+    let mut cluster = Cluster::start_with_envs(&job, &bootstrap, dir.path(), vec![vec![], slow]);
+    let workers = &mut cluster.workers;
+    for w in workers.iter_mut() {
         common::wait_ready(w, Duration::from_secs(60));
     }
 
@@ -158,7 +139,7 @@ fn a_slow_sink_slows_the_other_workers_source_within_a_memory_bound() {
     }
 
     // A stop still completes while throttled.
-    for w in &mut workers {
+    for w in workers.iter_mut() {
         let _ = w.process.sigterm();
     }
     for (i, w) in workers.iter_mut().enumerate() {

@@ -440,14 +440,7 @@ fn a_lower_parallelism_settles_the_output_of_slots_no_worker_runs() {
             1,
         ),
     );
-    let mut w = common::start_worker_with_args(
-        &single,
-        &bootstrap,
-        &cluster.data_dir(0),
-        &[],
-        &[],
-        "single",
-    );
+    let mut w = common::start_worker(&single, &bootstrap, &cluster.data_dir(0), &[], "single");
     producer_thread.join().expect("the producer thread failed");
     assert!(!producing.load(Ordering::Relaxed));
     let caught_up = common::wait_statuses(

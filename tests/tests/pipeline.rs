@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{by_window, file_state, rec, summary, CLOSE_TS};
+use rivulet_api::WorkerLaunch;
 use rivulet_tests::{consume_all, produce, wait_until, Moto, ProduceRecord, Tansu};
 use serde_json::{json, Value};
 
@@ -575,8 +576,8 @@ fn a_bad_manifest_names_the_field_and_consumes_nothing() {
             &file_state(dir.path(), "heap", "500ms"),
         ),
     );
-    let env = [("RIVULET_PARALLELISM".to_string(), "2".to_string())];
-    let mut w = common::start_worker(&job, &b, &dir.path().join("data-p"), &env, "parallel");
+    let launch = WorkerLaunch::new(&job, 0, 2, dir.path().join("data-p"), "").with_bootstrap(&b);
+    let mut w = common::launch_worker(launch, &[], "parallel");
     let status = w.process.wait_exit(Duration::from_secs(20)).expect("exits");
     assert!(!status.success(), "{}", w.process.logs());
     let err = w.process.stderr();

@@ -19,6 +19,7 @@
 
 mod common;
 
+use common::cluster::Cluster;
 use common::{last_checkpoint, produce, serial, Input};
 
 use std::collections::BTreeMap;
@@ -108,49 +109,22 @@ fn records_in(statuses: &[Value]) -> u64 {
 /// The workers of one incarnation of a job.
 struct Group {
     name: String,
-    workers: Vec<common::Worker>,
+    cluster: Cluster,
 }
 
 impl Group {
-    /// Starts `n` workers of `job` (with `--peers` when `n > 1`), each with its own data
-    /// directory under `root`, all with the control token.
+    /// Starts `n` workers of `job`, each with its own data directory under `root/name`, all
+    /// with the control token.
     fn start(job: &Path, bootstrap: &str, root: &Path, name: &str, n: usize) -> Group {
-        let peers = common::peers(n);
         let env = [("RIVULET_CONTROL_TOKEN".to_string(), TOKEN.to_string())];
-        let workers = (0..n)
-            .map(|i| {
-                let data_dir = root.join(format!("{name}-{i}"));
-                std::fs::create_dir_all(&data_dir).unwrap();
-                let args: Vec<String> = if n > 1 {
-                    vec![
-                        "--index".into(),
-                        i.to_string(),
-                        "--parallelism".into(),
-                        n.to_string(),
-                        "--peers".into(),
-                        peers.clone(),
-                    ]
-                } else {
-                    Vec::new()
-                };
-                common::start_worker_with_args(
-                    job,
-                    bootstrap,
-                    &data_dir,
-                    &args,
-                    &env,
-                    &format!("{name}-worker-{i}"),
-                )
-            })
-            .collect();
         Group {
             name: name.to_string(),
-            workers,
+            cluster: Cluster::start_with_env(n, job, bootstrap, &root.join(name), &env),
         }
     }
 
     fn tails(&self) -> String {
-        common::tails(&self.workers)
+        common::tails(&self.cluster.workers)
     }
 
     /// Polls every worker's `/status` until `pred` holds for the documents of all of them at
@@ -162,7 +136,7 @@ impl Group {
         pred: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
         let context = format!("{}: ", self.name);
-        common::wait_statuses(&mut self.workers, &context, what, timeout, pred)
+        common::wait_statuses(&mut self.cluster.workers, &context, what, timeout, pred)
     }
 
     /// Waits until every worker runs; returns their status documents.
@@ -183,8 +157,8 @@ impl Group {
 
     /// Every worker must exit 0 within [`STOP_TIMEOUT`].
     fn wait_exit_all(&mut self, why: &str) {
-        for i in 0..self.workers.len() {
-            let exit = self.workers[i].process.wait_exit(STOP_TIMEOUT);
+        for i in 0..self.cluster.workers.len() {
+            let exit = self.cluster.workers[i].process.wait_exit(STOP_TIMEOUT);
             assert!(
                 exit.is_some_and(|s| s.success()),
                 "{}: worker {i} did not exit 0 after {why} ({exit:?}):\n{}",
@@ -196,7 +170,7 @@ impl Group {
 
     /// SIGTERM to every worker; each must take part in the final checkpoint and exit 0.
     fn stop_all(&mut self) {
-        for w in &mut self.workers {
+        for w in &mut self.cluster.workers {
             let _ = w.process.sigterm();
         }
         self.wait_exit_all("SIGTERM");
@@ -217,7 +191,7 @@ impl Group {
             headers.push(("Authorization", a.as_str()));
         }
         http_request(
-            &self.workers[i].http,
+            &self.cluster.workers[i].http,
             method,
             path,
             &headers,
@@ -256,9 +230,9 @@ impl Group {
         let deadline = Instant::now() + STOP_TIMEOUT;
         let mut states: Vec<String> = Vec::new();
         let done = loop {
-            let exited = self.workers[0].process.try_exit_status();
+            let exited = self.cluster.workers[0].process.try_exit_status();
             let r = http_request(
-                &self.workers[0].http,
+                &self.cluster.workers[0].http,
                 "GET",
                 &format!("/savepoints/{id}"),
                 &[("Authorization", auth.as_str())],
@@ -311,7 +285,7 @@ impl Group {
         // How long worker 0 stays to answer after completing (a poller slower than that never
         // sees `completed`).
         let seen = Instant::now();
-        let w0 = &mut self.workers[0].process;
+        let w0 = &mut self.cluster.workers[0].process;
         wait_until(STOP_TIMEOUT, Duration::from_millis(1), || !w0.is_running());
         eprintln!(
             "{}: savepoint request {id}: {states:?} -> {done}; worker 0 exited {:?} later",

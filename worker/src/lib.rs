@@ -7,6 +7,7 @@
 //! [`processor`] is the I/O-free core from a batch of records to encoded output;
 //! [`runtime`] drives the loop; [`http`] serves status and [`metrics`].
 
+pub mod args;
 pub mod checkpoint;
 pub mod coordinator;
 pub mod format;

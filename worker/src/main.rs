@@ -5,60 +5,18 @@
 //! restores the newest valid checkpoint, and processes until SIGTERM or SIGINT, when it takes
 //! a final checkpoint and exits.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use rivulet_worker::args::WorkerArgs;
 use rivulet_worker::runtime::{run_worker, Fault, WorkerOptions};
 
 /// mimalloc: per-record buffers are small and short-lived (see bench/results for the gain).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rivulet-worker",
-    version,
-    about = "Runs one worker of a Rivulet StreamJob"
-)]
-struct Args {
-    /// StreamJob manifest (YAML).
-    #[arg(long, env = "RIVULET_JOB")]
-    job: PathBuf,
-    /// This worker's ordinal, 0-based.
-    #[arg(long, env = "RIVULET_WORKER_INDEX", default_value_t = 0)]
-    index: u32,
-    /// Number of workers (defaults to spec.parallelism).
-    #[arg(long, env = "RIVULET_PARALLELISM")]
-    parallelism: Option<u32>,
-    /// Local directory for RocksDB and snapshot staging.
-    #[arg(long, env = "RIVULET_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Kafka bootstrap servers, overriding the spec's.
-    #[arg(long, env = "RIVULET_BOOTSTRAP_SERVERS")]
-    bootstrap_servers: Option<String>,
-    /// Address of the HTTP server (/metrics, /status, /healthz, /readyz).
-    #[arg(long, env = "RIVULET_HTTP", default_value = "127.0.0.1:9249")]
-    http: SocketAddr,
-    /// Shuffle addresses (`host:port`) of every worker in ordinal order, comma-separated; or
-    /// one pattern with `{i}` for the ordinal, e.g. `clicks-{i}.clicks:6123` (a
-    /// StatefulSet's headless service). Required when the parallelism is above 1.
-    #[arg(long, env = "RIVULET_PEERS")]
-    peers: Option<String>,
-    /// Where this worker's shuffle listens (defaults to all interfaces, the port of its own
-    /// entry in --peers).
-    #[arg(long, env = "RIVULET_SHUFFLE_LISTEN")]
-    shuffle_listen: Option<SocketAddr>,
-    /// Bearer token the control API (savepoints, on worker 0) requires.
-    #[arg(long, env = "RIVULET_CONTROL_TOKEN", hide_env_values = true)]
-    control_token: Option<String>,
-    /// Only validate the manifest and exit.
-    #[arg(long)]
-    validate: bool,
-}
 
 fn main() {
     tracing_subscriber::fmt()
@@ -85,7 +43,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = WorkerArgs::parse();
     let manifest = rivulet_api::validate::load_manifest_file(&args.job)?;
     if args.validate {
         println!("{}: valid", args.job.display());

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rivulet_api::launch::WorkerLaunch;
 use rivulet_api::manifest::{parse_snapshot_dir_name, snapshot_dir_name, MANIFEST_FILE};
 use rivulet_tests::wait_until;
 use serde_json::Value;
@@ -26,8 +27,8 @@ pub struct Cluster {
     job: PathBuf,
     bootstrap: String,
     root: PathBuf,
-    /// Environment of every worker process.
-    env: Vec<(String, String)>,
+    /// Environment of each worker's processes.
+    env: Vec<Vec<(String, String)>>,
     peers: String,
     pub workers: Vec<Worker>,
     /// How many times each worker was started.
@@ -50,13 +51,25 @@ impl Cluster {
         root: &Path,
         env: &[(String, String)],
     ) -> Cluster {
+        Self::start_with_envs(job, bootstrap, root, vec![env.to_vec(); n])
+    }
+
+    /// Like [`Cluster::start`], one worker for each of `envs`, worker `i` with `envs[i]`
+    /// set.
+    pub fn start_with_envs(
+        job: &Path,
+        bootstrap: &str,
+        root: &Path,
+        envs: Vec<Vec<(String, String)>>,
+    ) -> Cluster {
+        let n = envs.len();
         let peers = super::peers(n);
         let mut cluster = Cluster {
             n,
             job: job.to_path_buf(),
             bootstrap: bootstrap.to_string(),
             root: root.to_path_buf(),
-            env: env.to_vec(),
+            env: envs,
             peers,
             workers: Vec::new(),
             starts: vec![0; n],
@@ -79,22 +92,11 @@ impl Cluster {
     fn spawn(&mut self, i: usize) -> Worker {
         let incarnation = self.starts[i];
         self.starts[i] += 1;
-        let args = [
-            "--index".to_string(),
-            i.to_string(),
-            "--parallelism".to_string(),
-            self.n.to_string(),
-            "--peers".to_string(),
-            self.peers.clone(),
-        ];
-        super::start_worker_with_args(
-            &self.job,
-            &self.bootstrap,
-            &self.data_dir(i),
-            &args,
-            &self.env,
-            &format!("worker-{i}.{incarnation}"),
-        )
+        let mut launch =
+            WorkerLaunch::new(&self.job, i as u32, self.n as u32, self.data_dir(i), "")
+                .with_bootstrap(&self.bootstrap);
+        launch.peers = Some(self.peers.clone());
+        super::launch_worker(launch, &self.env[i], &format!("worker-{i}.{incarnation}"))
     }
 
     /// Starts worker `i` again (after it was killed).

@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
+use rivulet_api::launch::{WorkerLaunch, WORKER_BINARY};
 use rivulet_tests::{
     consume_all, free_port, http_request, wait_until, ConsumedRecord, KafkaProducer,
     ProcessBuilder, ProduceRecord, WorkerProcess,
@@ -75,6 +76,8 @@ pub struct Worker {
     pub http: String,
 }
 
+/// Starts the only worker of `job` (parallelism 1), reading from `bootstrap`, with its data
+/// in `data_dir` and `env` added to its environment.
 pub fn start_worker(
     job: &Path,
     bootstrap: &str,
@@ -82,33 +85,26 @@ pub fn start_worker(
     env: &[(String, String)],
     label: &str,
 ) -> Worker {
-    start_worker_with_args(job, bootstrap, data_dir, &[], env, label)
+    let launch = WorkerLaunch::new(job, 0, 1, data_dir, "").with_bootstrap(bootstrap);
+    launch_worker(launch, env, label)
 }
 
-/// Like [`start_worker`], with `args` added after the common arguments (e.g. `--index`,
-/// `--parallelism`, `--peers`).
-pub fn start_worker_with_args(
-    job: &Path,
-    bootstrap: &str,
-    data_dir: &Path,
-    args: &[String],
-    env: &[(String, String)],
-    label: &str,
-) -> Worker {
-    let http = format!("127.0.0.1:{}", free_port());
-    let process = ProcessBuilder::bin("rivulet-worker")
+/// Starts the worker `launch` describes, on an HTTP port picked here (its `http` is
+/// replaced), with `env` added to its environment.
+pub fn launch_worker(mut launch: WorkerLaunch, env: &[(String, String)], label: &str) -> Worker {
+    launch.http = format!("127.0.0.1:{}", free_port());
+    let process = ProcessBuilder::bin(WORKER_BINARY)
         .label(label)
-        .arg("--job")
-        .arg(job)
-        .args(["--bootstrap-servers", bootstrap, "--http", &http])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
+        .args(launch.args())
+        .envs(launch.env())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RIVULET_LOG", "info,rdkafka=warn")
         .spawn()
         .expect("spawn rivulet-worker");
-    Worker { process, http }
+    Worker {
+        process,
+        http: launch.http,
+    }
 }
 
 /// GET `path` from a worker.
