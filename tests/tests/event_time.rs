@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cluster::{newest_manifest, Cluster, CATCH_UP_TIMEOUT, STOP_TIMEOUT};
-use common::Agg;
+use common::{Agg, WindowTruth};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rivulet_tests::{consume_all, wait_until, KafkaProducer, ProduceRecord, Tansu};
@@ -33,13 +33,9 @@ use serde_json::Value;
 /// Event time of the first bid of the backlog reproduction (2023-11-14).
 const BASE_TS: i64 = 1_700_000_000_000;
 
-/// Results by (key, window start): (window end, aggregates).
-type Truth = BTreeMap<(String, i64), (i64, Agg)>;
-
-/// Reads the whole `topic` (`read_committed`) and checks that it holds exactly `truth` (keyed
-/// by the field `key`): each result once and final, none missing, none extra, every value
-/// right.
-fn assert_output_by(bootstrap: &str, topic: &str, key: &str, truth: &Truth, context: &str) {
+/// Reads the whole `topic` (`read_committed`) and checks that it holds exactly `truth`, keyed
+/// by the field `key` ([`common::assert_windows`]).
+fn assert_output_by(bootstrap: &str, topic: &str, key: &str, truth: &WindowTruth, context: &str) {
     let out = consume_all(
         bootstrap,
         topic,
@@ -49,51 +45,17 @@ fn assert_output_by(bootstrap: &str, topic: &str, key: &str, truth: &Truth, cont
         Duration::from_secs(180),
     )
     .unwrap();
-    let mut got: BTreeMap<(String, i64), Vec<(i64, Agg)>> = BTreeMap::new();
-    for r in &out {
-        let v: Value = r.value_json().unwrap();
-        assert_eq!(v["kind"], "final", "{context}: {v}");
-        let key = match &v["key"][key] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let agg = Agg {
-            count: v["n"].as_i64().unwrap(),
-            sum: v["total"].as_i64().unwrap(),
-            min: v["lo"].as_i64().unwrap(),
-            max: v["hi"].as_i64().unwrap(),
-        };
-        got.entry((key, v["windowStart"].as_i64().unwrap()))
-            .or_default()
-            .push((v["windowEnd"].as_i64().unwrap(), agg));
-    }
-    let duplicated = got.values().filter(|v| v.len() > 1).count();
-    let missing: Vec<_> = truth.keys().filter(|k| !got.contains_key(*k)).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !truth.contains_key(*k)).collect();
-    assert!(
-        duplicated == 0 && missing.is_empty() && extra.is_empty(),
-        "{context}: {} results read for {} true ones: {duplicated} duplicated, {} missing \
-         (e.g. {:?}), {} extra (e.g. {:?})",
-        out.len(),
-        truth.len(),
-        missing.len(),
-        missing.first(),
-        extra.len(),
-        extra.first()
-    );
-    for (k, want) in truth {
-        assert_eq!(&got[k][0], want, "{context}: wrong result for {k:?}");
-    }
+    common::assert_windows(&out, key, truth, &format!("{context}: "));
 }
 
 /// [`assert_output_by`] for results keyed by the field `key`.
-fn assert_output(bootstrap: &str, topic: &str, truth: &Truth, context: &str) {
+fn assert_output(bootstrap: &str, topic: &str, truth: &WindowTruth, context: &str) {
     assert_output_by(bootstrap, topic, "key", truth, context);
 }
 
 /// Tumbling windows of `size_ms` over `(key, ts, amount)` events.
-fn tumbling_truth(events: impl Iterator<Item = (String, i64, i64)>, size_ms: i64) -> Truth {
-    let mut t = Truth::new();
+fn tumbling_truth(events: impl Iterator<Item = (String, i64, i64)>, size_ms: i64) -> WindowTruth {
+    let mut t = WindowTruth::new();
     for (key, ts, amount) in events {
         let start = ts.div_euclid(size_ms) * size_ms;
         t.entry((key, start))
@@ -200,7 +162,7 @@ impl Bids {
 
     /// Tumbling 10 s windows per auction: count and max(price) (as count and hi; the test's
     /// sum and min columns repeat them).
-    fn truth(&self) -> Truth {
+    fn truth(&self) -> WindowTruth {
         tumbling_truth(
             (0..self.events).map(|i| {
                 let (_, a, price, ts) = self.bid(i);
@@ -339,7 +301,7 @@ impl Spending {
         records.len() as u64
     }
 
-    fn truth(&self) -> Truth {
+    fn truth(&self) -> WindowTruth {
         tumbling_truth(
             self.events().into_iter().map(|(_, u, ts, a)| (u, ts, a)),
             10_000,
@@ -615,12 +577,12 @@ impl Workload {
     }
 
     /// The true results, for the workload's window.
-    fn truth(&self) -> Truth {
+    fn truth(&self) -> WindowTruth {
         let all = self.events.iter().flatten().cloned();
         match self.window {
             WindowKind::Tumbling { size } => tumbling_truth(all, size),
             WindowKind::Sliding { size, slide } => {
-                let mut t = Truth::new();
+                let mut t = WindowTruth::new();
                 for (key, ts, amount) in all {
                     let mut start = ts.div_euclid(slide) * slide;
                     while start > ts - size {
@@ -639,7 +601,7 @@ impl Workload {
                 for (key, ts, amount) in all {
                     by_key.entry(key).or_default().push((ts, amount));
                 }
-                let mut t = Truth::new();
+                let mut t = WindowTruth::new();
                 for (key, mut records) in by_key {
                     records.sort_unstable();
                     let mut session: Option<(i64, i64, Agg)> = None;

@@ -431,61 +431,63 @@ pub fn tails(workers: &[Worker]) -> String {
         .join("\n")
 }
 
-/// Checks that the window results read back are exactly `expected`: each once, none missing,
-/// none extra, every value right.
+/// Window results by (key, window start): (window end, count, sum, min and max).
+pub type WindowTruth = BTreeMap<(String, i64), (i64, Agg)>;
+
+/// Checks that the window results read back are exactly `truth`, keyed by the key field
+/// `key` (a number is taken as its JSON text) with the aggregates `n`, `total`, `lo` and
+/// `hi`: each result once and final, none missing, none extra, every value right.
+/// `context` starts every message.
+pub fn assert_windows(out: &[ConsumedRecord], key: &str, truth: &WindowTruth, context: &str) {
+    let mut got: BTreeMap<(String, i64), Vec<(i64, Agg)>> = BTreeMap::new();
+    for r in out {
+        let v = r.value_json().unwrap();
+        assert_eq!(v["kind"], "final", "{context}{v}");
+        let key = match &v["key"][key] {
+            Value::String(s) => s.clone(),
+            Value::Null => panic!("{context}no key in {v}"),
+            other => other.to_string(),
+        };
+        let agg = Agg {
+            count: v["n"].as_i64().unwrap(),
+            sum: v["total"].as_i64().unwrap(),
+            min: v["lo"].as_i64().unwrap(),
+            max: v["hi"].as_i64().unwrap(),
+        };
+        got.entry((key, v["windowStart"].as_i64().unwrap()))
+            .or_default()
+            .push((v["windowEnd"].as_i64().unwrap(), agg));
+    }
+    let duplicated = got.values().filter(|v| v.len() > 1).count();
+    let missing: Vec<_> = truth.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !truth.contains_key(*k)).collect();
+    assert!(
+        duplicated == 0 && missing.is_empty() && extra.is_empty(),
+        "{context}{} results read for {} true ones: {duplicated} appear more than once, {} \
+         missing (e.g. {:?}), {} unexpected (e.g. {:?})",
+        out.len(),
+        truth.len(),
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)]
+    );
+    for (k, want) in truth {
+        assert_eq!(&got[k][0], want, "{context}wrong result for {k:?}");
+    }
+}
+
+/// [`assert_windows`] for tumbling windows of `window_ms` keyed by the field `key`.
 pub fn assert_exact_results(
     out: &[ConsumedRecord],
     window_ms: i64,
     expected: &BTreeMap<(String, i64), Agg>,
 ) {
-    let mut seen: BTreeMap<(String, i64), Vec<Agg>> = BTreeMap::new();
-    for r in out {
-        let v = r.value_json().unwrap();
-        assert_eq!(v["kind"], "final", "{v}");
-        let key = v["key"]["key"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no key in {v}"))
-            .to_string();
-        let start = v["windowStart"].as_i64().unwrap();
-        assert_eq!(v["windowEnd"].as_i64(), Some(start + window_ms), "{v}");
-        seen.entry((key, start)).or_default().push(Agg {
-            count: v["n"].as_i64().unwrap(),
-            sum: v["total"].as_i64().unwrap(),
-            min: v["lo"].as_i64().unwrap(),
-            max: v["hi"].as_i64().unwrap(),
-        });
-    }
-    let duplicates: Vec<_> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
-    assert!(
-        duplicates.is_empty(),
-        "{} of {} results appear more than once, e.g. {:?}",
-        duplicates.len(),
-        seen.len(),
-        duplicates.first()
-    );
-    let got: BTreeMap<(String, i64), Agg> = seen
-        .into_iter()
-        .map(|(k, mut v)| (k, v.remove(0)))
+    let truth: WindowTruth = expected
+        .iter()
+        .map(|((k, start), agg)| ((k.clone(), *start), (start + window_ms, agg.clone())))
         .collect();
-    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(k)).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(k)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} results missing ({} read), e.g. {:?}",
-        missing.len(),
-        expected.len(),
-        out.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(
-        extra.is_empty(),
-        "{} unexpected results, e.g. {:?}",
-        extra.len(),
-        &extra[..extra.len().min(5)]
-    );
-    for (k, v) in expected {
-        assert_eq!(&got[k], v, "wrong result for {k:?}");
-    }
+    assert_windows(out, "key", &truth, "");
 }
 
 /// Reads the whole `results` topic (`read_committed`) and checks it against `expected`, and

@@ -371,14 +371,17 @@ impl KafkaSource {
             .collect()
     }
 
-    /// Pauses the partitions `pause[i]` says (in the order of [`KafkaSource::assigned`]) and
-    /// resumes the others; returns how many were paused and resumed. A partition that has
-    /// returned no record yet is not paused.
-    pub fn set_paused(&mut self, pause: &[bool]) -> Result<(usize, usize), SourceError> {
+    /// Pauses the assigned partitions `pause(topic, partition)` says and resumes the others;
+    /// returns how many were paused and resumed. A partition that has returned no record yet
+    /// is not paused.
+    pub fn set_paused(
+        &mut self,
+        pause: impl Fn(&str, i32) -> bool,
+    ) -> Result<(usize, usize), SourceError> {
         let mut to_pause = TopicPartitionList::new();
         let mut to_resume = TopicPartitionList::new();
         for (i, (t, p)) in self.assigned.iter().enumerate() {
-            let want = pause.get(i).copied().unwrap_or(false) && self.returned[i];
+            let want = self.returned[i] && pause(t, *p);
             if want == self.paused[i] {
                 continue;
             }
@@ -398,9 +401,17 @@ impl KafkaSource {
         Ok((to_pause.count(), to_resume.count()))
     }
 
-    /// Whether each assigned partition is paused, in the order of [`KafkaSource::assigned`].
-    pub fn paused(&self) -> &[bool] {
-        &self.paused
+    /// Whether `(topic, partition)` is assigned and paused.
+    pub fn is_paused(&self, topic: &str, partition: i32) -> bool {
+        self.assigned
+            .iter()
+            .zip(&self.paused)
+            .any(|((t, p), paused)| *paused && *p == partition && **t == *topic)
+    }
+
+    /// How many assigned partitions are paused.
+    pub fn paused_count(&self) -> usize {
+        self.paused.iter().filter(|p| **p).count()
     }
 }
 

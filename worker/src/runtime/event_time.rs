@@ -3,12 +3,11 @@
 //! resuming partitions for watermark alignment, and the source offsets a snapshot keeps,
 //! each with the highest event time read before it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use rivulet_api::manifest::SourceOffset;
 
-use crate::time::{align, Backlog};
+use crate::time::align;
 
 use super::{RuntimeError, Worker, ALIGN_EVERY};
 
@@ -27,52 +26,45 @@ impl Worker {
             return Ok(());
         }
         self.last_align = Instant::now();
+        if reported {
+            self.source_reports = generation;
+            self.report_backlogs(now);
+        }
         let Some(tracker) = self.router.tracker_mut() else {
             return Ok(());
         };
-        if reported {
-            self.source_reports = generation;
-            for b in self.source.backlogs() {
-                tracker.set_backlog(&b.topic, b.partition, b.backlog, now);
-            }
-        }
         let marks = tracker.marks(now);
-        let assigned = self.source.assigned().to_vec();
-        // The tracker knows the assigned partitions (and no others) in its own order.
-        let mut order = Vec::with_capacity(assigned.len());
-        for (t, p) in &assigned {
-            match marks
+        let paused: Vec<bool> = marks
+            .iter()
+            .map(|m| self.source.is_paused(&m.topic, m.partition))
+            .collect();
+        let pause = align::decide(&marks, &paused, max_drift);
+        let (paused, resumed) = self.source.set_paused(|topic, partition| {
+            marks
                 .iter()
-                .position(|m| m.partition == *p && *m.topic == **t)
-            {
-                Some(i) => order.push(i),
-                None => return Ok(()),
-            }
-        }
-        let in_order: Vec<_> = order.iter().map(|&i| marks[i].clone()).collect();
-        let pause = align::decide(&in_order, self.source.paused(), max_drift);
-        let (paused, resumed) = self.source.set_paused(&pause)?;
+                .zip(&pause)
+                .any(|(m, p)| *p && m.partition == partition && *m.topic == *topic)
+        })?;
         if paused + resumed == 0 {
             return Ok(());
         }
         self.metrics.source_pauses.inc_by(paused as u64);
-        let now_paused: Vec<(Arc<str>, i32)> = assigned
-            .into_iter()
-            .zip(self.source.paused())
-            .filter(|(_, p)| **p)
-            .map(|(tp, _)| tp)
-            .collect();
         self.metrics
             .source_partitions_paused
-            .set(now_paused.len() as i64);
+            .set(self.source.paused_count() as i64);
         // A paused partition has records waiting (its reports go stale while it is paused).
-        if let Some(tracker) = self.router.tracker_mut() {
-            for (t, p) in &now_paused {
-                tracker.set_backlog(t, *p, Backlog::Waiting, now);
-            }
-        }
+        self.report_backlogs(now);
         tracing::debug!(paused, resumed, "watermark alignment");
         Ok(())
+    }
+
+    /// Tells the watermark tracker what the source knows of each partition's backlog.
+    fn report_backlogs(&mut self, now: i64) {
+        if let Some(tracker) = self.router.tracker_mut() {
+            for b in self.source.backlogs() {
+                tracker.set_backlog(&b.topic, b.partition, b.backlog, now);
+            }
+        }
     }
 
     /// Where each partition resumes, with the highest event time read before that point, so
