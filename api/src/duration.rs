@@ -25,6 +25,10 @@ impl Duration {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
     }
 
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+
     pub fn std(&self) -> std::time::Duration {
         self.0
     }

@@ -1,6 +1,8 @@
 //! Rivulet's shared contract between the operator and the workers.
 //!
-//! - [`spec`]: the `StreamJob` manifest and the pipeline spec, loaded from YAML.
+//! - [`job`]: the `StreamJob` custom resource (spec, lifecycle settings, CRD).
+//! - [`job_status`]: the `StreamJob` status the control plane writes.
+//! - [`spec`]: the pipeline and state spec, loaded from YAML.
 //! - [`validate`]: semantic validation that names every bad field by its path.
 //! - [`expr`]: the grammar and parser of projection expressions (`price * 0.908`).
 //! - [`duration`]: the human duration type used throughout the spec (`"10s"`).
@@ -11,6 +13,8 @@
 
 pub mod duration;
 pub mod expr;
+pub mod job;
+pub mod job_status;
 pub mod keygroup;
 pub mod launch;
 pub mod manifest;
@@ -19,6 +23,8 @@ pub mod status;
 pub mod validate;
 
 pub use duration::Duration;
+pub use job::{StreamJob, StreamJobSpec};
+pub use job_status::StreamJobStatus;
 pub use launch::WorkerLaunch;
-pub use spec::{PipelineSpec, StreamJobManifest, StreamJobSpec};
+pub use spec::PipelineSpec;
 pub use validate::{load_manifest, FieldError, LoadError};

@@ -1,9 +1,9 @@
-//! The `StreamJob` manifest and the pipeline spec, as users write them in YAML.
+//! The pipeline spec and the state spec of a `StreamJob`, as users write them in YAML.
 //!
-//! The same types are read by the operator (from the custom resource) and by the worker (from
-//! the manifest file or the ConfigMap the operator writes). Field names are camelCase and
-//! unknown fields are rejected, so a typo is an error that names the field rather than a
-//! silently ignored setting.
+//! The same types are read by the control plane (from the custom resource, see [`crate::job`])
+//! and by the worker (from the manifest file or the ConfigMap the operator writes). Field
+//! names are camelCase and unknown fields are rejected, so a typo is an error that names the
+//! field rather than a silently ignored setting.
 
 use std::collections::BTreeMap;
 
@@ -12,76 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
-pub const API_VERSION: &str = "rivulet.dev/v1alpha1";
-pub const KIND: &str = "StreamJob";
-pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
-
-/// A `StreamJob` manifest: what `kubectl apply` and `rivulet run` both take.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StreamJobManifest {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: StreamJobSpec,
-}
-
-/// The part of Kubernetes object metadata Rivulet reads.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectMeta {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl StreamJobManifest {
-    /// The namespace snapshots are filed under (`default` when the manifest names none).
-    pub fn namespace(&self) -> &str {
-        self.metadata.namespace.as_deref().unwrap_or("default")
-    }
-}
-
-/// `spec` of a `StreamJob`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StreamJobSpec {
-    /// Worker image (used by the Kubernetes runtime only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Number of workers.
-    #[serde(default = "one")]
-    pub parallelism: u32,
-    /// Number of key groups; fixed for the life of the job's state.
-    #[serde(default = "default_max_parallelism")]
-    pub max_parallelism: u32,
-    pub pipeline: PipelineSpec,
-    #[serde(default)]
-    pub state: StateSpec,
-    /// Savepoint (or checkpoint) directory to start from when there is no newer checkpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_from: Option<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn default_max_parallelism() -> u32 {
-    DEFAULT_MAX_PARALLELISM
-}
-
 /// What a worker runs: source → decode → filter → project → key/time → window → sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PipelineSpec {
+    /// The Kafka topics read.
     pub source: SourceSpec,
+    /// How record values are decoded (default `json`).
     #[serde(default)]
     pub format: FormatSpec,
+    /// Event time or processing time.
     pub time: TimeSpec,
     /// Conditions that must all hold for a record to be kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,11 +35,15 @@ pub struct PipelineSpec {
     /// Window; when absent the pipeline is stateless and emits each kept record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// What each window computes; one result field per aggregate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aggregates: Vec<AggregateSpec>,
+    /// Where results go.
     pub sink: SinkSpec,
+    /// Where malformed, keyless and too-late records go.
     #[serde(default)]
     pub dead_letter: DeadLetterSpec,
+    /// Bounds on input records.
     #[serde(default)]
     pub limits: LimitsSpec,
 }
@@ -111,9 +55,13 @@ pub struct SourceSpec {
     /// `host:port[,host:port]`. `rivulet run` starts a local broker when this is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// Topics read; partition `p` of them is read by worker `p mod parallelism`.
     pub topics: Vec<String>,
+    /// Where to start when no checkpoint holds the offsets.
     #[serde(default)]
     pub start_from: StartFrom,
+    /// `read_committed` (default: records of open or aborted transactions are not read) or
+    /// `read_uncommitted`.
     #[serde(default)]
     pub isolation_level: IsolationLevel,
     /// librdkafka client properties passed through as they are.
@@ -125,7 +73,7 @@ pub struct SourceSpec {
 }
 
 /// Where a source starts when no checkpoint holds its offsets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StartFrom {
     #[default]
@@ -147,12 +95,14 @@ pub enum IsolationLevel {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum SecretRef {
+    /// The name of an environment variable holding the value.
     Env(String),
+    /// The path of a file holding the value (for example a mounted Secret's key).
     File(String),
 }
 
 /// How record values are decoded.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum FormatSpec {
     /// A JSON object per record; fields by dot-separated path (`user.id`).
@@ -173,7 +123,7 @@ fn comma() -> char {
 }
 
 /// Event time or processing time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum TimeSpec {
     #[serde(rename_all = "camelCase")]
@@ -202,6 +152,141 @@ pub enum TimeSpec {
     Processing,
 }
 
+// The schemas of `startFrom`, `format` and `time` are written out: Kubernetes takes only
+// structural schemas, in which a field has one type and a property one schema, while serde
+// writes `startFrom` as a string or a map, and `format` and `time` as objects whose fields
+// depend on `type`. The Rust validator checks the combinations; the CEL rules here give the
+// API server the same answer.
+
+impl JsonSchema for StartFrom {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StartFrom".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Where a source starts when no checkpoint holds its offsets: \
+                `earliest` (default), `latest`, or `{timestamp: \"2024-01-01T00:00:00Z\"}` \
+                (the first offset whose Kafka timestamp is at or after that RFC 3339 time).",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+}
+
+impl JsonSchema for FormatSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FormatSpec".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "How record values are decoded.",
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "enum": ["json", "csv", "raw"],
+                    "description": "`json`: a JSON object per record, fields by dot-separated \
+                        path (`user.id`). `csv`: one CSV line per record, columns named in \
+                        order. `raw`: the value as UTF-8 text in the field `value`."
+                },
+                "columns": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "`csv` only: the column names, in order."
+                },
+                "delimiter": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1,
+                    "description": "`csv` only: the column delimiter (default `,`)."
+                }
+            },
+            "required": ["type"],
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type == 'csv' || (!has(self.columns) && !has(self.delimiter))",
+                    "message": "columns and delimiter are fields of type csv only"
+                },
+                {
+                    "rule": "self.type != 'csv' || has(self.columns)",
+                    "message": "type csv needs columns"
+                }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for TimeSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeSpec".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut duration = |description: &str| {
+            let mut schema = Duration::json_schema(generator);
+            schema.insert("description".into(), description.into());
+            schema
+        };
+        let max_out_of_orderness =
+            duration("`event` only: watermark = highest event time seen − this.");
+        let idle_timeout = duration(
+            "`event` only: a partition that has read everything up to its end and had no \
+             record for this long stops holding the watermark back, until its next record or \
+             until records wait in it again. A partition with records waiting is never idle. \
+             Absent: never idle.",
+        );
+        let max_drift = duration(
+            "`event` only: watermark alignment. A partition whose watermark is further than \
+             this ahead of the slowest partition with records waiting is paused until it is \
+             within half of it (default 30s).",
+        );
+        let max_future_skew = duration(
+            "`event` only: records stamped further than this ahead of the wall clock go to \
+             the dead-letter topic (default 24h).",
+        );
+        let mut format = TimestampFormat::json_schema(generator);
+        format.insert(
+            "description".into(),
+            "`event` only: how the event-time field is read (default `auto`: numbers are \
+             epoch milliseconds, strings RFC 3339)."
+                .into(),
+        );
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Event time (from a field or the Kafka timestamp) or processing time.",
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "enum": ["event", "processing"],
+                    "description": "`event`: windows by the time in the records. \
+                        `processing`: windows by the wall clock when records are read."
+                },
+                "field": {
+                    "type": "string",
+                    "description": "`event` only: the field holding the event time, or \
+                        `@timestamp` for the Kafka record timestamp."
+                },
+                "format": format,
+                "maxOutOfOrderness": max_out_of_orderness,
+                "idleTimeout": idle_timeout,
+                "maxDrift": max_drift,
+                "maxFutureSkew": max_future_skew
+            },
+            "required": ["type"],
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'event' || has(self.field)",
+                    "message": "type event needs field"
+                },
+                {
+                    "rule": "self.type == 'event' || !(has(self.field) || has(self.format) \
+                        || has(self.maxOutOfOrderness) || has(self.idleTimeout) \
+                        || has(self.maxDrift) || has(self.maxFutureSkew))",
+                    "message": "type processing takes no other fields"
+                }
+            ]
+        })
+    }
+}
+
 /// The default `maxDrift`: a few windows of the usual sizes.
 pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(30);
 
@@ -228,11 +313,23 @@ pub enum TimestampFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
+    /// Field path (dot-separated) the condition reads.
     pub field: String,
+    /// `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `in` or `exists`.
     pub op: CompareOp,
     /// Right-hand side; a list for `in`, absent for `exists`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json_value")]
     pub value: Option<serde_json::Value>,
+}
+
+/// Any JSON value: a number, a string, a boolean or a list.
+fn any_json_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Right-hand side: a number, string or boolean; a list for `in`; absent \
+            for `exists`.",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -317,12 +414,16 @@ pub enum WindowType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WindowSpec {
+    /// `tumbling`, `sliding` or `session`.
     #[serde(rename = "type")]
     pub kind: WindowType,
+    /// Window length (tumbling and sliding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Duration>,
+    /// How far apart sliding windows start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slide: Option<Duration>,
+    /// Session windows: the inactivity that closes a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Duration>,
     /// How long after a window fires late records still update it (each update re-emitted).
@@ -368,6 +469,7 @@ impl AggregateFn {
 pub struct AggregateSpec {
     /// Name of the result field.
     pub name: String,
+    /// `count`, `sum`, `min`, `max`, `avg`, `first`, `last` or `distinctCount`.
     #[serde(rename = "fn")]
     pub function: AggregateFn,
     /// Input field path; every function but `count` needs one.
@@ -399,17 +501,22 @@ pub enum SinkPartitioner {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SinkSpec {
+    /// Topic the window results are written to.
     pub topic: String,
     /// Defaults to the source's bootstrap servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// `exactly-once` (default: results are committed in Kafka transactions with the
+    /// checkpoints) or `at-least-once`.
     #[serde(default)]
     pub delivery_guarantee: DeliveryGuarantee,
     /// Which partition of the sink (and dead-letter) topic each record goes to.
     #[serde(default)]
     pub partitioner: SinkPartitioner,
+    /// librdkafka producer properties passed through as they are.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
+    /// librdkafka producer properties whose values come from the environment or a file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_properties: BTreeMap<String, SecretRef>,
 }
@@ -455,8 +562,11 @@ pub enum StateBackendKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateSpec {
+    /// `heap` (default: hash maps in memory) or `rocksdb` (on local disk, incremental
+    /// checkpoints); both give the same results.
     #[serde(default)]
     pub backend: StateBackendKind,
+    /// How often a checkpoint is taken (default 10s); results are committed with each.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: Duration,
     /// `file:///path`, `s3://bucket/prefix`, `gs://…` or `az://…`.

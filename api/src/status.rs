@@ -1,19 +1,23 @@
 //! The worker's status document, served at `GET /status` and read by the local runtime (and,
 //! later, the operator). Part of the contract between control plane and workers.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A worker writes its final status to this file in its data directory when it exits.
 pub const FINAL_STATUS_FILE: &str = "final-status.json";
 
 /// The last completed checkpoint.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CheckpointInfo {
+    /// Its snapshot id.
     pub id: u64,
     /// When it was started, epoch ms.
     pub time_ms: i64,
+    /// How long it took, milliseconds.
     pub duration_ms: u64,
+    /// Bytes of state it references.
     pub size_bytes: u64,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Loading happens in two passes:
 //!
-//! 1. **Structure**: the YAML is deserialized into [`StreamJobManifest`] with the path of
+//! 1. **Structure**: the YAML is deserialized into a [`StreamJob`] with the path of
 //!    every value tracked, so an unknown field, a wrong type, a bad duration or a bad enum
 //!    value is reported as `spec.pipeline.window.size: expected a duration like "10s", got
 //!    "ten" (line 12, column 15)`. Deserialization stops at the first such error.
@@ -20,10 +20,11 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use crate::duration::Duration;
+use crate::job::{StreamJob, StreamJobSpec, API_VERSION, KIND};
 use crate::spec::{
-    CompareOp, FormatSpec, PipelineSpec, SecretRef, StartFrom, StreamJobManifest, TimeSpec,
-    WindowType, API_VERSION, KIND,
+    CompareOp, FormatSpec, PipelineSpec, SecretRef, StartFrom, TimeSpec, WindowType,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// One bad field: its path (e.g. `spec.pipeline.window.size`) and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,18 +76,62 @@ impl LoadError {
 }
 
 /// Parses and validates a `StreamJob` manifest.
-pub fn load_manifest(yaml: &str) -> Result<StreamJobManifest, LoadError> {
-    let manifest = parse(yaml).map_err(|e| LoadError::Invalid(vec![e]))?;
-    let errors = validate(&manifest);
+pub fn load_manifest(yaml: &str) -> Result<StreamJob, LoadError> {
+    let envelope = parse(yaml).map_err(|e| LoadError::Invalid(vec![e]))?;
+    let mut errors = envelope.errors();
+    let job = envelope.into_job();
+    errors.extend(validate(&job));
     if errors.is_empty() {
-        Ok(manifest)
+        Ok(job)
     } else {
         Err(LoadError::Invalid(errors))
     }
 }
 
+/// A manifest as written, before it becomes a [`StreamJob`]: unlike the resource type, it
+/// rejects unknown top-level fields and keeps `apiVersion` and `kind` to be checked.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Envelope {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: StreamJobSpec,
+    /// Status is written by the control plane only; a manifest's is ignored, as the API
+    /// server ignores it on `kubectl apply`.
+    #[serde(default, rename = "status")]
+    _status: serde::de::IgnoredAny,
+}
+
+impl Envelope {
+    fn errors(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.api_version != API_VERSION {
+            errors.push(FieldError::new(
+                "apiVersion",
+                format!("expected {API_VERSION:?}, got {:?}", self.api_version),
+            ));
+        }
+        if self.kind != KIND {
+            errors.push(FieldError::new(
+                "kind",
+                format!("expected {KIND:?}, got {:?}", self.kind),
+            ));
+        }
+        errors
+    }
+
+    fn into_job(self) -> StreamJob {
+        StreamJob {
+            metadata: self.metadata,
+            spec: self.spec,
+            status: None,
+        }
+    }
+}
+
 /// Reads, parses and validates a `StreamJob` manifest file.
-pub fn load_manifest_file(path: &Path) -> Result<StreamJobManifest, LoadError> {
+pub fn load_manifest_file(path: &Path) -> Result<StreamJob, LoadError> {
     let yaml = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -99,12 +144,12 @@ pub fn load_manifest_file(path: &Path) -> Result<StreamJobManifest, LoadError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Deserializes the manifest, turning the first structural error into a [`FieldError`].
-fn parse(yaml: &str) -> Result<StreamJobManifest, FieldError> {
+fn parse(yaml: &str) -> Result<Envelope, FieldError> {
     if let Ok(serde_yaml::Value::Null) = serde_yaml::from_str(yaml) {
         return Err(FieldError::new("", "the manifest is empty"));
     }
     let de = serde_yaml::Deserializer::from_str(yaml);
-    let manifest = match serde_path_to_error::deserialize::<_, StreamJobManifest>(de) {
+    let manifest = match serde_path_to_error::deserialize::<_, Envelope>(de) {
         Ok(manifest) => manifest,
         Err(e) if e.inner().to_string().contains(YAML_ENUM_NEEDS_TAG) => parse_via_value(yaml)?,
         Err(e) => {
@@ -128,7 +173,7 @@ const VALUE_ENUM_NEEDS_TAG: &str = "expected a Value::Tagged enum";
 /// (`startFrom: {timestamp: "…"}`). Both must load, so on that error the document is read
 /// into a `Value`, each such map is turned into the tagged value serde_yaml expects, and the
 /// manifest is deserialized from that. (A `Value` has no positions; [`locate`] finds them.)
-fn parse_via_value(yaml: &str) -> Result<StreamJobManifest, FieldError> {
+fn parse_via_value(yaml: &str) -> Result<Envelope, FieldError> {
     use serde_yaml::value::{Tag, TaggedValue};
     use serde_yaml::Value;
 
@@ -136,7 +181,7 @@ fn parse_via_value(yaml: &str) -> Result<StreamJobManifest, FieldError> {
         serde_yaml::from_str(yaml).map_err(|e| structural_error(yaml, &[], &e))?;
     // Each round turns one map into a tagged value, so this ends.
     loop {
-        let error = match serde_path_to_error::deserialize::<_, StreamJobManifest>(&root) {
+        let error = match serde_path_to_error::deserialize::<_, Envelope>(&root) {
             Ok(manifest) => return Ok(manifest),
             Err(e) => e,
         };
@@ -559,8 +604,24 @@ pub const STORAGE_SCHEMES: &[&str] = &["file", "s3", "gs", "az"];
 
 const PIPELINE: &str = "spec.pipeline";
 
+/// A DNS-1123 label: 1 to 63 lowercase letters, digits and '-', starting and ending with a
+/// letter or digit.
+fn is_dns_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let ok_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            value.len() <= 63
+                && bytes.iter().all(|b| ok_char(b) || *b == b'-')
+                && ok_char(first)
+                && ok_char(last)
+        }
+        _ => false,
+    }
+}
+
 /// Checks a parsed manifest and returns every problem found (empty when it is valid).
-pub fn validate(manifest: &StreamJobManifest) -> Vec<FieldError> {
+pub fn validate(manifest: &StreamJob) -> Vec<FieldError> {
     let mut v = Validator::default();
     v.manifest(manifest);
     v.errors
@@ -576,17 +637,8 @@ impl Validator {
         self.errors.push(FieldError::new(path, message));
     }
 
-    fn manifest(&mut self, m: &StreamJobManifest) {
-        if m.api_version != API_VERSION {
-            self.err(
-                "apiVersion",
-                format!("expected {API_VERSION:?}, got {:?}", m.api_version),
-            );
-        }
-        if m.kind != KIND {
-            self.err("kind", format!("expected {KIND:?}, got {:?}", m.kind));
-        }
-        self.dns_label("metadata.name", &m.metadata.name);
+    fn manifest(&mut self, m: &StreamJob) {
+        self.dns_label("metadata.name", m.job_name());
         if let Some(ns) = &m.metadata.namespace {
             self.dns_label("metadata.namespace", ns);
         }
@@ -604,9 +656,8 @@ impl Validator {
                 ),
             );
         }
-        if spec.parallelism < 1 {
-            self.err("spec.parallelism", "must be at least 1, got 0");
-        } else if spec.parallelism > spec.max_parallelism {
+        // Parallelism 0 suspends the job, as a scaler would set it.
+        if spec.parallelism > spec.max_parallelism {
             self.err(
                 "spec.parallelism",
                 format!(
@@ -618,7 +669,7 @@ impl Validator {
         if let Some(restore) = &spec.restore_from {
             self.storage_url("spec.restoreFrom", restore);
         }
-        self.pipeline(&m.metadata.name, &spec.pipeline);
+        self.pipeline(m.job_name(), &spec.pipeline);
 
         let state = &spec.state;
         if state.checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
@@ -633,6 +684,135 @@ impl Validator {
         self.storage_url("spec.state.storage", &state.storage);
         if state.retain < 1 {
             self.err("spec.state.retain", "must be at least 1, got 0");
+        }
+        self.lifecycle(spec);
+    }
+
+    /// Savepoints, rollback, pod template, credentials and autoscaler settings.
+    fn lifecycle(&mut self, spec: &StreamJobSpec) {
+        for (path, nonce) in [
+            ("spec.savepointTrigger", &spec.savepoint_trigger),
+            ("spec.restartTrigger", &spec.restart_trigger),
+        ] {
+            if let Some(nonce) = nonce {
+                self.non_blank(path, nonce);
+            }
+        }
+        let sp = &spec.savepoints;
+        if let Some(interval) = sp.interval {
+            if interval < spec.state.checkpoint_interval {
+                self.err(
+                    "spec.savepoints.interval",
+                    format!(
+                        "must be at least the checkpoint interval ({}), got {interval}",
+                        spec.state.checkpoint_interval
+                    ),
+                );
+            }
+        }
+        if sp.max_count < 1 {
+            self.err(
+                "spec.savepoints.maxCount",
+                "must be at least 1 (the newest savepoint is always kept), got 0",
+            );
+        }
+        if sp.max_age.is_some_and(|age| age.is_zero()) {
+            self.err("spec.savepoints.maxAge", "must be more than 0s");
+        }
+        if sp.timeout.is_zero() {
+            self.err("spec.savepoints.timeout", "must be more than 0s");
+        }
+        if spec.readiness_timeout.is_zero() {
+            self.err("spec.readinessTimeout", "must be more than 0s");
+        }
+
+        let pod = &spec.pod_template;
+        if let Some(account) = &pod.service_account_name {
+            self.dns_subdomain("spec.podTemplate.serviceAccountName", account);
+        }
+        for (i, env) in pod.env.iter().enumerate() {
+            if env.name.is_empty() {
+                self.err(
+                    format!("spec.podTemplate.env[{i}].name"),
+                    "must not be empty",
+                );
+            } else if env.name.starts_with("RIVULET_") {
+                self.err(
+                    format!("spec.podTemplate.env[{i}].name"),
+                    format!(
+                        "{:?}: variables starting with RIVULET_ are set by the control plane",
+                        env.name
+                    ),
+                );
+            }
+        }
+        for (path, secret) in [
+            ("spec.credentials.kafka.secretName", &spec.credentials.kafka),
+            (
+                "spec.credentials.storage.secretName",
+                &spec.credentials.storage,
+            ),
+        ] {
+            if let Some(secret) = secret {
+                self.dns_subdomain(path, &secret.secret_name);
+            }
+        }
+
+        let a = &spec.autoscaler;
+        let max = a.max_parallelism.unwrap_or(spec.max_parallelism);
+        if a.min_parallelism < 1 {
+            self.err(
+                "spec.autoscaler.minParallelism",
+                "must be at least 1, got 0",
+            );
+        }
+        if let Some(limit) = a.max_parallelism {
+            if limit > spec.max_parallelism {
+                self.err(
+                    "spec.autoscaler.maxParallelism",
+                    format!(
+                        "must be at most the job's maxParallelism ({}), got {limit}",
+                        spec.max_parallelism
+                    ),
+                );
+            }
+        }
+        if a.min_parallelism > max {
+            self.err(
+                "spec.autoscaler.minParallelism",
+                format!(
+                    "must be at most the autoscaler's maxParallelism ({max}), got {}",
+                    a.min_parallelism
+                ),
+            );
+        }
+        if !(a.target_utilization > 0.0 && a.target_utilization <= 1.0) {
+            self.err(
+                "spec.autoscaler.targetUtilization",
+                format!(
+                    "must be above 0 and at most 1, got {}",
+                    a.target_utilization
+                ),
+            );
+        }
+        for (path, factor) in [
+            ("spec.autoscaler.maxScaleUpFactor", a.max_scale_up_factor),
+            (
+                "spec.autoscaler.maxScaleDownFactor",
+                a.max_scale_down_factor,
+            ),
+        ] {
+            if !(factor > 1.0 && factor.is_finite()) {
+                self.err(path, format!("must be above 1, got {factor}"));
+            }
+        }
+        for (path, d) in [
+            ("spec.autoscaler.catchUpDuration", a.catch_up_duration),
+            ("spec.autoscaler.metricsWindow", a.metrics_window),
+        ] {
+            if d.is_zero() {
+                self.err(path, "must be more than 0s");
+            }
         }
     }
 
@@ -1065,18 +1245,27 @@ impl Validator {
         }
     }
 
+    /// A Kubernetes object name: DNS-1123 labels joined by dots, at most 253 characters.
+    fn dns_subdomain(&mut self, path: &str, value: &str) {
+        if value.is_empty() {
+            self.err(path, "must not be empty");
+        } else if value.len() > 253 || !value.split('.').all(is_dns_label) {
+            self.err(
+                path,
+                format!(
+                    "must be a Kubernetes object name (lowercase letters, digits, '-' and '.', \
+                     at most 253), got {value:?}"
+                ),
+            );
+        }
+    }
+
     fn dns_label(&mut self, path: &str, value: &str) {
         if value.is_empty() {
             self.err(path, "must not be empty");
             return;
         }
-        let bytes = value.as_bytes();
-        let ok_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        let valid = value.len() <= 63
-            && bytes.iter().all(|b| ok_char(b) || *b == b'-')
-            && ok_char(&bytes[0])
-            && ok_char(&bytes[bytes.len() - 1]);
-        if !valid {
+        if !is_dns_label(value) {
             self.err(
                 path,
                 format!(
@@ -1319,6 +1508,51 @@ spec:
     checkpointInterval: 5s
     storage: s3://snapshots/rivulet
     retain: 5
+  upgradeMode: last-state
+  jobState: running
+  savepointTrigger: "2026-12-01"
+  restartTrigger: "1"
+  savepoints:
+    interval: 1h
+    maxCount: 10
+    maxAge: 7d
+    onDeletion: true
+    timeout: 5m
+  readinessTimeout: 2m
+  podTemplate:
+    resources:
+      requests: {cpu: "1", memory: 2Gi}
+      limits: {memory: 4Gi}
+    nodeSelector: {disk: ssd}
+    tolerations:
+      - {key: dedicated, operator: Equal, value: streaming, effect: NoSchedule}
+    affinity:
+      podAntiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              topologyKey: kubernetes.io/hostname
+              labelSelector: {matchLabels: {rivulet.dev/job: clicks-per-user}}
+    serviceAccountName: rivulet-worker
+    env:
+      - {name: TZ, value: UTC}
+    annotations: {prometheus.io/scrape: "true"}
+    labels: {team: web}
+    imagePullPolicy: IfNotPresent
+  credentials:
+    kafka: {secretName: kafka-credentials}
+    storage: {secretName: s3-credentials}
+  autoscaler:
+    enabled: true
+    minParallelism: 2
+    maxParallelism: 16
+    targetUtilization: 0.6
+    catchUpDuration: 10m
+    stabilization: 2m
+    scaleDownInterval: 30m
+    maxScaleUpFactor: 2
+    maxScaleDownFactor: 1.5
+    metricsWindow: 5m
 "#;
 
     /// The smallest valid manifest: everything else defaults.
@@ -1337,7 +1571,7 @@ spec:
       topic: out
 "#;
 
-    fn full() -> StreamJobManifest {
+    fn full() -> StreamJob {
         load_manifest(FULL).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -1376,13 +1610,13 @@ spec:
 
     /// Validates `FULL` after `edit` and asserts the error at `path`.
     #[track_caller]
-    fn semantic(edit: impl FnOnce(&mut StreamJobManifest), path: &str, needle: &str) {
+    fn semantic(edit: impl FnOnce(&mut StreamJob), path: &str, needle: &str) {
         let mut m = full();
         edit(&mut m);
         assert_has(&validate(&m), path, needle);
     }
 
-    fn pipeline(m: &mut StreamJobManifest) -> &mut PipelineSpec {
+    fn pipeline(m: &mut StreamJob) -> &mut PipelineSpec {
         &mut m.spec.pipeline
     }
 
@@ -1391,8 +1625,8 @@ spec:
     #[test]
     fn full_manifest_loads_and_round_trips() {
         let m = full();
-        assert_eq!(m.metadata.name, "clicks-per-user");
-        assert_eq!(m.namespace(), "analytics");
+        assert_eq!(m.job_name(), "clicks-per-user");
+        assert_eq!(m.job_namespace(), "analytics");
         assert_eq!(m.spec.parallelism, 4);
         assert_eq!(m.spec.max_parallelism, 256);
         let p = &m.spec.pipeline;
@@ -1429,10 +1663,10 @@ spec:
     fn minimal_manifest_loads_with_defaults() {
         let m = load_manifest(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.spec.parallelism, 1);
-        assert_eq!(m.spec.max_parallelism, crate::spec::DEFAULT_MAX_PARALLELISM);
+        assert_eq!(m.spec.max_parallelism, crate::job::DEFAULT_MAX_PARALLELISM);
         assert_eq!(m.spec.pipeline.format, FormatSpec::Json);
         assert_eq!(m.spec.state.retain, 3);
-        assert_eq!(m.namespace(), "default");
+        assert_eq!(m.job_namespace(), "default");
         let again = load_manifest(&serde_yaml::to_string(&m).unwrap()).unwrap();
         assert_eq!(again, m);
     }
@@ -1742,27 +1976,221 @@ spec:
     }
 
     #[test]
-    fn identity_and_parallelism() {
+    fn lifecycle_settings_load() {
+        use crate::job::{ImagePullPolicy, JobState, UpgradeMode};
+        let m = full();
+        let s = &m.spec;
+        assert_eq!(s.upgrade_mode, UpgradeMode::LastState);
+        assert_eq!(s.job_state, JobState::Running);
+        assert_eq!(s.savepoint_trigger.as_deref(), Some("2026-12-01"));
+        assert_eq!(s.savepoints.interval, Some(Duration::from_secs(3600)));
+        assert_eq!(s.savepoints.max_count, 10);
+        assert!(s.savepoints.on_deletion);
+        assert_eq!(s.readiness_timeout, Duration::from_secs(120));
+        let pod = &s.pod_template;
+        assert_eq!(pod.tolerations.len(), 1);
+        assert!(pod.affinity.is_some());
+        assert_eq!(pod.image_pull_policy, Some(ImagePullPolicy::IfNotPresent));
+        assert_eq!(pod.env[0].name, "TZ");
+        assert_eq!(
+            s.credentials
+                .storage
+                .as_ref()
+                .map(|c| c.secret_name.as_str()),
+            Some("s3-credentials")
+        );
+        assert!(s.autoscaler.enabled);
+        assert_eq!(s.autoscaler.max_scale_down_factor, 1.5);
+
+        // The defaults, on a manifest that sets none of it.
+        let m = load_manifest(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
+        let s = &m.spec;
+        assert_eq!(s.upgrade_mode, UpgradeMode::Savepoint);
+        assert_eq!(s.job_state, JobState::Running);
+        assert_eq!(s.savepoints.interval, None);
+        assert_eq!(s.savepoints.max_count, 5);
+        assert!(!s.savepoints.on_deletion);
+        assert_eq!(s.savepoints.timeout, Duration::from_secs(600));
+        assert_eq!(s.readiness_timeout, Duration::from_secs(300));
+        assert!(!s.autoscaler.enabled);
+    }
+
+    #[test]
+    fn bad_lifecycle_settings_are_named() {
+        assert_has(
+            &load_errors(&FULL.replace("upgradeMode: last-state", "upgradeMode: lastState")),
+            "spec.upgradeMode",
+            "unknown variant `lastState`",
+        );
+        assert_has(
+            &load_errors(&FULL.replace("jobState: running", "jobState: paused")),
+            "spec.jobState",
+            "unknown variant `paused`",
+        );
+        assert_has(
+            &load_errors(&FULL.replace("maxCount: 10", "maxCount: ten")),
+            "spec.savepoints.maxCount",
+            "invalid type",
+        );
+        assert_has(
+            &load_errors(&FULL.replace(
+                "imagePullPolicy: IfNotPresent",
+                "imagePullPolicy: Sometimes",
+            )),
+            "spec.podTemplate.imagePullPolicy",
+            "unknown variant",
+        );
+        assert_has(
+            &load_errors(&FULL.replace("    onDeletion: true", "    onDelete: true")),
+            "spec.savepoints.onDelete",
+            "unknown field",
+        );
+        assert_has(
+            &load_errors(&FULL.replace("targetUtilization: 0.6", "targetUtilisation: 0.6")),
+            "spec.autoscaler.targetUtilisation",
+            "unknown field",
+        );
+
         semantic(
-            |m| m.kind = "Deployment".into(),
+            |m| m.spec.savepoint_trigger = Some(" ".into()),
+            "spec.savepointTrigger",
+            "must not be empty",
+        );
+        semantic(
+            |m| m.spec.restart_trigger = Some("".into()),
+            "spec.restartTrigger",
+            "must not be empty",
+        );
+        semantic(
+            |m| m.spec.savepoints.interval = Some(Duration::from_secs(1)),
+            "spec.savepoints.interval",
+            "at least the checkpoint interval (5s)",
+        );
+        semantic(
+            |m| m.spec.savepoints.max_count = 0,
+            "spec.savepoints.maxCount",
+            "at least 1",
+        );
+        semantic(
+            |m| m.spec.savepoints.max_age = Some(Duration::ZERO),
+            "spec.savepoints.maxAge",
+            "more than 0s",
+        );
+        semantic(
+            |m| m.spec.savepoints.timeout = Duration::ZERO,
+            "spec.savepoints.timeout",
+            "more than 0s",
+        );
+        semantic(
+            |m| m.spec.readiness_timeout = Duration::ZERO,
+            "spec.readinessTimeout",
+            "more than 0s",
+        );
+        semantic(
+            |m| m.spec.pod_template.service_account_name = Some("Worker_SA".into()),
+            "spec.podTemplate.serviceAccountName",
+            "Kubernetes object name",
+        );
+        semantic(
+            |m| m.spec.pod_template.env[0].name = "RIVULET_TOKEN".into(),
+            "spec.podTemplate.env[0].name",
+            "set by the control plane",
+        );
+        semantic(
+            |m| m.spec.pod_template.env[0].name = String::new(),
+            "spec.podTemplate.env[0].name",
+            "must not be empty",
+        );
+        semantic(
+            |m| {
+                if let Some(k) = m.spec.credentials.kafka.as_mut() {
+                    k.secret_name = "kafka creds".into();
+                }
+            },
+            "spec.credentials.kafka.secretName",
+            "Kubernetes object name",
+        );
+        semantic(
+            |m| m.spec.autoscaler.min_parallelism = 0,
+            "spec.autoscaler.minParallelism",
+            "at least 1",
+        );
+        semantic(
+            |m| m.spec.autoscaler.min_parallelism = 17,
+            "spec.autoscaler.minParallelism",
+            "at most the autoscaler's maxParallelism (16)",
+        );
+        semantic(
+            |m| m.spec.autoscaler.max_parallelism = Some(300),
+            "spec.autoscaler.maxParallelism",
+            "at most the job's maxParallelism (256)",
+        );
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            semantic(
+                |m| m.spec.autoscaler.target_utilization = bad,
+                "spec.autoscaler.targetUtilization",
+                "above 0 and at most 1",
+            );
+        }
+        for bad in [1.0, 0.5, f64::INFINITY] {
+            semantic(
+                |m| m.spec.autoscaler.max_scale_up_factor = bad,
+                "spec.autoscaler.maxScaleUpFactor",
+                "above 1",
+            );
+            semantic(
+                |m| m.spec.autoscaler.max_scale_down_factor = bad,
+                "spec.autoscaler.maxScaleDownFactor",
+                "above 1",
+            );
+        }
+        semantic(
+            |m| m.spec.autoscaler.metrics_window = Duration::ZERO,
+            "spec.autoscaler.metricsWindow",
+            "more than 0s",
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_fields_and_status() {
+        assert_has(
+            &load_errors(&format!("{FULL}extra: 1\n")),
+            "extra",
+            "unknown field `extra`",
+        );
+        // A status (as `kubectl get -o yaml` prints it) is ignored, as the API server does.
+        let m = load_manifest(&format!("{FULL}status:\n  phase: Running\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.status, None);
+        assert_has(
+            &load_errors(&FULL.replace("apiVersion: rivulet.dev/v1alpha1\n", "")),
+            "",
+            "missing field `apiVersion`",
+        );
+    }
+
+    #[test]
+    fn identity_and_parallelism() {
+        assert_has(
+            &load_errors(&FULL.replace("kind: StreamJob", "kind: Deployment")),
             "kind",
             "expected \"StreamJob\"",
         );
         semantic(
-            |m| m.metadata.name.clear(),
+            |m| m.metadata.name = None,
             "metadata.name",
             "must not be empty",
         );
         for bad in ["-job", "job-", "my_job", "Job", "a.b", &"x".repeat(64)] {
             semantic(
-                |m| m.metadata.name = bad.to_string(),
+                |m| m.metadata.name = Some(bad.to_string()),
                 "metadata.name",
                 "DNS-1123",
             );
         }
         for good in ["a", "job-1", "0x", &"x".repeat(63)] {
             let mut m = full();
-            m.metadata.name = good.to_string();
+            m.metadata.name = Some(good.to_string());
             assert_eq!(validate(&m), vec![], "{good}");
         }
         semantic(
@@ -1770,7 +2198,10 @@ spec:
             "metadata.namespace",
             "empty",
         );
-        semantic(|m| m.spec.parallelism = 0, "spec.parallelism", "at least 1");
+        // Parallelism 0 is a suspended job.
+        let mut m = full();
+        m.spec.parallelism = 0;
+        assert_eq!(validate(&m), vec![]);
         semantic(
             |m| m.spec.parallelism = 257,
             "spec.parallelism",
@@ -1908,7 +2339,7 @@ spec:
     fn format() {
         let set_columns = |columns: &[&str]| {
             let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-            move |m: &mut StreamJobManifest| {
+            move |m: &mut StreamJob| {
                 pipeline(m).format = FormatSpec::Csv {
                     columns,
                     delimiter: ',',
@@ -1958,7 +2389,7 @@ spec:
     fn time() {
         let set_time_drift = |field: &str, ooo: u64, idle: Option<u64>, drift: u64| {
             let field = field.to_string();
-            move |m: &mut StreamJobManifest| {
+            move |m: &mut StreamJob| {
                 pipeline(m).time = TimeSpec::Event {
                     field,
                     format: Default::default(),
@@ -2005,7 +2436,7 @@ spec:
     #[test]
     fn filter() {
         let set_filter = |op: CompareOp, value: Option<serde_json::Value>| {
-            move |m: &mut StreamJobManifest| {
+            move |m: &mut StreamJob| {
                 pipeline(m).filter[0] = Condition {
                     field: "page".into(),
                     op,
@@ -2208,7 +2639,7 @@ spec:
     fn windows() {
         let set_window =
             |kind: WindowType, size: Option<u64>, slide: Option<u64>, gap: Option<u64>| {
-                move |m: &mut StreamJobManifest| {
+                move |m: &mut StreamJob| {
                     pipeline(m).window = Some(WindowSpec {
                         kind,
                         size: size.map(Duration::from_secs),

@@ -6,7 +6,8 @@
 //! topics, the state section and the guarantee per variant.
 
 use anyhow::{bail, Context};
-use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind, StreamJobManifest};
+use rivulet_api::spec::{DeliveryGuarantee, StateBackendKind};
+use rivulet_api::StreamJob;
 
 /// One query: its name and manifest text.
 pub struct Query {
@@ -106,12 +107,12 @@ impl Variant {
         source_topic: &str,
         checkpoint_ms: u64,
         storage: &str,
-    ) -> anyhow::Result<StreamJobManifest> {
+    ) -> anyhow::Result<StreamJob> {
         let q = query(self.query)?;
         let mut m = rivulet_api::validate::load_manifest(q.yaml)
             .map_err(|e| anyhow::anyhow!("{}: {e}", q.name))?;
         let id = self.id();
-        m.metadata.name = format!("nexmark-{id}");
+        m.metadata.name = Some(format!("nexmark-{id}"));
         let p = &mut m.spec.pipeline;
         p.source.topics = vec![source_topic.to_string()];
         p.sink.topic = format!("{id}-out");

@@ -45,8 +45,8 @@ use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use rivulet_api::spec::StreamJobManifest;
 use rivulet_api::status::{CheckpointInfo, WorkerStatus};
+use rivulet_api::StreamJob;
 use rivulet_api::WorkerLaunch;
 use rivulet_tests::{
     free_port, http_request, KafkaProducer, ProcessBuilder, ProduceRecord, Tansu, WorkerProcess,
@@ -696,7 +696,7 @@ fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
 pub(crate) struct Job {
     dir: tempfile::TempDir,
     label: String,
-    manifest: StreamJobManifest,
+    manifest: StreamJob,
     /// 0 as created; each [`Job::rescale`] adds one (a new job file and data dirs).
     incarnation: u32,
     /// Extra environment of every worker.
@@ -834,12 +834,8 @@ impl Job {
 
 /// `m` with its job named `nexmark-<name>`, its sink and dead-letter topics `<name>-out`
 /// and `<name>-dlq`, and run by `parallelism` workers.
-fn renamed(
-    mut m: StreamJobManifest,
-    name: &str,
-    parallelism: u32,
-) -> anyhow::Result<StreamJobManifest> {
-    m.metadata.name = format!("nexmark-{name}");
+fn renamed(mut m: StreamJob, name: &str, parallelism: u32) -> anyhow::Result<StreamJob> {
+    m.metadata.name = Some(format!("nexmark-{name}"));
     m.spec.parallelism = parallelism;
     m.spec.pipeline.sink.topic = format!("{name}-out");
     m.spec.pipeline.dead_letter.topic = Some(format!("{name}-dlq"));
@@ -851,11 +847,7 @@ fn renamed(
 }
 
 /// `m` run by `parallelism` workers, starting from the snapshot at `restore_from`.
-fn restored(
-    m: &StreamJobManifest,
-    parallelism: u32,
-    restore_from: &str,
-) -> anyhow::Result<StreamJobManifest> {
+fn restored(m: &StreamJob, parallelism: u32, restore_from: &str) -> anyhow::Result<StreamJob> {
     let mut m = m.clone();
     m.spec.parallelism = parallelism;
     m.spec.restore_from = Some(restore_from.to_string());
@@ -863,7 +855,7 @@ fn restored(
     if !errors.is_empty() {
         bail!(
             "{}: invalid manifest at parallelism {parallelism}: {errors:?}",
-            m.metadata.name
+            m.job_name()
         );
     }
     Ok(m)
@@ -1248,7 +1240,7 @@ mod tests {
             2,
         )
         .unwrap();
-        assert_eq!(m.metadata.name, "nexmark-q5-heap-eo-p2-r2");
+        assert_eq!(m.job_name(), "nexmark-q5-heap-eo-p2-r2");
         assert_eq!(m.spec.parallelism, 2);
         assert_eq!(m.spec.pipeline.sink.topic, "q5-heap-eo-p2-r2-out");
         assert_eq!(
@@ -1456,7 +1448,7 @@ mod tests {
             Some("file:///tmp/x/default/j/savepoints/00000000000000000004")
         );
         // Same job otherwise: name, storage, topics.
-        assert_eq!(r.metadata.name, m.metadata.name);
+        assert_eq!(r.job_name(), m.job_name());
         assert_eq!(r.spec.state.storage, m.spec.state.storage);
         assert_eq!(r.spec.pipeline.sink.topic, m.spec.pipeline.sink.topic);
         assert!(restored(&m, 2, "hdfs://nope").is_err());

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rivulet_api::launch::WORKER_BINARY;
-use rivulet_api::{StreamJobManifest, WorkerLaunch};
+use rivulet_api::{StreamJob, WorkerLaunch};
 
 /// The `rivulet-worker` binary: `$RIVULET_WORKER_BIN`, else next to this executable.
 pub fn worker_binary() -> Result<PathBuf> {
@@ -79,7 +79,7 @@ pub struct LocalJob {
 /// How to run a job locally.
 pub struct LocalOptions {
     pub manifest_path: PathBuf,
-    pub manifest: StreamJobManifest,
+    pub manifest: StreamJob,
     pub bootstrap: String,
     pub work_dir: PathBuf,
 }
@@ -98,8 +98,8 @@ impl LocalJob {
         let job_dir = opts
             .work_dir
             .join("data")
-            .join(m.namespace())
-            .join(&m.metadata.name);
+            .join(m.job_namespace())
+            .join(m.job_name());
         let log_dir = opts.work_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
         let manifest_path = std::fs::canonicalize(&opts.manifest_path)?;
@@ -117,7 +117,7 @@ impl LocalJob {
                 index: i,
                 data_dir,
                 http,
-                log: log_dir.join(format!("{}-{i}.log", m.metadata.name)),
+                log: log_dir.join(format!("{}-{i}.log", m.job_name())),
                 launch,
                 child: None,
                 restarts: 0,

@@ -45,6 +45,8 @@ enum Cmd {
     },
     /// Validate a StreamJob manifest.
     Validate { job: PathBuf },
+    /// Print the StreamJob CustomResourceDefinition (what `crds/streamjob.yaml` holds).
+    Crd,
     /// Manage the local broker.
     Broker {
         #[command(subcommand)]
@@ -87,6 +89,9 @@ fn main() {
         Cmd::Validate { job } => rivulet_api::validate::load_manifest_file(&job)
             .map(|_| println!("{}: valid", job.display()))
             .map_err(Into::into),
+        Cmd::Crd => rivulet_api::job::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(Into::into),
         Cmd::Broker {
             action: BrokerCmd::Stop,
             work_dir,
@@ -123,7 +128,14 @@ fn run(
 ) -> anyhow::Result<()> {
     let manifest = rivulet_api::validate::load_manifest_file(&job)?;
     let p = &manifest.spec.pipeline;
-    let name = manifest.metadata.name.clone();
+    let name = manifest.job_name().to_string();
+    if manifest.spec.parallelism == 0
+        || manifest.spec.job_state == rivulet_api::job::JobState::Suspended
+    {
+        anyhow::bail!(
+            "{name} is suspended (spec.parallelism 0 or spec.jobState suspended): no worker to run"
+        );
+    }
     let bootstrap = match bootstrap.or_else(|| p.source.bootstrap_servers.clone()) {
         Some(b) => b,
         None => {

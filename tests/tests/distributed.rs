@@ -56,8 +56,8 @@ const WINDOW_MS: i64 = 1_000;
 /// Checks that the `fixed` partitioner put every result on the partition of the worker that
 /// owns its key (by key group), and that every worker wrote some.
 fn assert_each_worker_wrote_its_own_partition(bootstrap: &str, expected: usize) {
+    use rivulet_api::job::DEFAULT_MAX_PARALLELISM;
     use rivulet_api::keygroup::{key_group, push_key_part, worker_for_key_group};
-    use rivulet_api::spec::DEFAULT_MAX_PARALLELISM;
     let out = rivulet_tests::consume_all(
         bootstrap,
         "results",

@@ -68,8 +68,8 @@ fn run() -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| {
         PathBuf::from(".rivulet")
             .join("data")
-            .join(manifest.namespace())
-            .join(&manifest.metadata.name)
+            .join(manifest.job_namespace())
+            .join(manifest.job_name())
             .join(args.index.to_string())
     });
     let fault = match std::env::var("RIVULET_FAULT") {

@@ -40,8 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rivulet_api::manifest::SnapshotKind;
-use rivulet_api::spec::StreamJobManifest;
 use rivulet_api::status::FINAL_STATUS_FILE;
+use rivulet_api::StreamJob;
 
 use crate::checkpoint::{self, CheckpointError, SnapshotWriter};
 use crate::coordinator::{Control, Coordinator, Request};
@@ -103,7 +103,7 @@ pub enum RuntimeError {
 
 /// How one worker runs.
 pub struct WorkerOptions {
-    pub manifest: StreamJobManifest,
+    pub manifest: StreamJob,
     pub index: u32,
     pub parallelism: u32,
     /// Every worker's shuffle address (`host:port`), by ordinal; empty for one worker.
@@ -228,8 +228,8 @@ impl Worker {
                 let me = Identity {
                     job: format!(
                         "{}/{}",
-                        self.opts.manifest.namespace(),
-                        self.opts.manifest.metadata.name
+                        self.opts.manifest.job_namespace(),
+                        self.opts.manifest.job_name()
                     ),
                     index: self.opts.index,
                     parallelism: self.opts.parallelism,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rivulet_api::keygroup::range_for_worker;
 use rivulet_api::manifest::SnapshotKind;
-use rivulet_api::spec::{StateBackendKind, StreamJobManifest};
+use rivulet_api::spec::StateBackendKind;
+use rivulet_api::StreamJob;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint::{self, JobStore, Restored, SnapshotWriter};
@@ -32,7 +33,7 @@ use super::{
 };
 
 /// A stable fingerprint of the pipeline spec, recorded in snapshots.
-pub fn pipeline_fingerprint(manifest: &StreamJobManifest) -> String {
+pub fn pipeline_fingerprint(manifest: &StreamJob) -> String {
     let text = serde_json::to_string(&manifest.spec.pipeline).unwrap_or_default();
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
@@ -50,8 +51,8 @@ impl Worker {
         let m = &opts.manifest;
         let spec = &m.spec;
         let p = &spec.pipeline;
-        let ns = m.namespace().to_string();
-        let job = m.metadata.name.clone();
+        let ns = m.job_namespace().to_string();
+        let job = m.job_name().to_string();
         let key_groups = range_for_worker(opts.index, opts.parallelism, spec.max_parallelism);
         status.set_ready(false);
         status.update(|s| {
