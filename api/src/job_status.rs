@@ -40,6 +40,13 @@ pub struct StreamJobStatus {
     /// The operation in progress and the step it has reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
+    /// The workers started last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+    /// The savepoint the last stable deployment restored from: a rollback restores it, and
+    /// retention keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_savepoint: Option<String>,
     /// The newest completed savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_savepoint: Option<SavepointRecord>,
@@ -100,8 +107,11 @@ impl Phase {
     }
 }
 
-/// An operation in progress: what it is, the step it has reached, and what the next steps
-/// need (the savepoint it took, the generation it deploys).
+/// An operation in progress: what it is, the step it has reached, and what its next steps
+/// need (the savepoint it took, the state the new workers restore).
+///
+/// What the operation does is decided when it starts and recorded here, so a control plane
+/// that restarts carries out the same steps even if the spec changed in between.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
@@ -111,42 +121,122 @@ pub struct Operation {
     pub step: OperationStep,
     /// When the operation started.
     pub started_at: Time,
-    /// When it reached its current step.
+    /// When it reached its current step (or last retried it).
     pub step_started_at: Time,
-    /// The generation of the spec being deployed.
+    /// Take a savepoint first, for this reason. Absent: no savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_generation: Option<i64>,
-    /// The savepoint requested or taken for this operation.
+    pub savepoint: Option<SavepointCause>,
+    /// Stop the running workers (with the savepoint, when there is one).
+    #[serde(default)]
+    pub stop: bool,
+    /// Once stopped, start workers from this state. Absent: start none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<StateSource>,
+    /// The newest snapshot id when the savepoint was requested: the savepoint is the first
+    /// completed one with a higher id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_baseline: Option<u64>,
+    /// The savepoint this operation took, once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_id: Option<u64>,
-    /// Where that savepoint is, once completed; what the new workers restore from.
+    /// The state the new workers restore, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<String>,
     /// Failed attempts of the current step.
     #[serde(default)]
     pub attempts: u32,
+    /// When the current step is tried again after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
     /// What the step is waiting for, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// The state new workers start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StateSource {
+    /// No state: sources start at `startFrom` (a `stateless` upgrade).
+    Empty,
+    /// The savepoint this operation took.
+    Savepoint,
+    /// The newest completed snapshot, checkpoint or savepoint (`last-state`, a restart).
+    Latest,
+    /// The savepoint recorded with the last stable deployment (a rollback), else the newest.
+    Stable,
+}
+
+/// The workers the control plane started last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// Increases with every deploy; each worker carries the id of its deployment, so two
+    /// deployments are never mistaken for one.
+    pub id: u64,
+    /// The `metadata.generation` of the spec deployed.
+    pub generation: i64,
+    /// Workers started.
+    pub parallelism: u32,
+    /// What they restored: a snapshot directory, or absent for the job's own newest
+    /// checkpoint (or nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
+    /// They start with no state at all.
+    #[serde(default)]
+    pub empty_state: bool,
+    /// When they were started.
+    pub started_at: Time,
+    /// When every one of them was first ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Time>,
 }
 
 /// What an operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OperationKind {
+    /// The first deployment.
     Deploy,
+    /// A savepoint while the job runs.
     Savepoint,
+    /// A spec change, under the job's `upgradeMode`.
     Upgrade,
+    /// A parallelism change.
     Rescale,
+    /// Savepoint, then no workers.
     Suspend,
+    /// Workers again, from the suspension's savepoint.
     Resume,
+    /// Every worker restarted from the newest snapshot (`restartTrigger`).
     Restart,
+    /// Back to the last stable spec and its state.
     Rollback,
+    /// The StreamJob's deletion.
     Delete,
 }
 
+impl OperationKind {
+    /// The name as status shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperationKind::Deploy => "deploy",
+            OperationKind::Savepoint => "savepoint",
+            OperationKind::Upgrade => "upgrade",
+            OperationKind::Rescale => "rescale",
+            OperationKind::Suspend => "suspend",
+            OperationKind::Resume => "resume",
+            OperationKind::Restart => "restart",
+            OperationKind::Rollback => "rollback",
+            OperationKind::Delete => "delete",
+        }
+    }
+}
+
 /// The steps of an operation, in the order they happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum OperationStep {
     /// A savepoint was asked of the workers.
@@ -155,10 +245,23 @@ pub enum OperationStep {
     SavepointCompleted,
     /// The old workers were asked to stop.
     StoppingWorkers,
-    /// No worker of the old generation runs.
+    /// No worker of the old deployment runs.
     WorkersStopped,
-    /// Workers of the target generation were started.
+    /// Workers of the new deployment were started; waiting for them to be ready.
     Deployed,
+}
+
+impl OperationStep {
+    /// The name as status shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperationStep::SavepointRequested => "savepointRequested",
+            OperationStep::SavepointCompleted => "savepointCompleted",
+            OperationStep::StoppingWorkers => "stoppingWorkers",
+            OperationStep::WorkersStopped => "workersStopped",
+            OperationStep::Deployed => "deployed",
+        }
+    }
 }
 
 /// A completed savepoint.

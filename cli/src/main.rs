@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rivulet_operator::local::{LocalJob, LocalOptions};
-use rivulet_operator::{broker, console, generator};
+use rivulet_cli::local::{LocalJob, LocalOptions};
+use rivulet_cli::{broker, console, generator};
 
 #[derive(Parser)]
 #[command(

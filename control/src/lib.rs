@@ -1,0 +1,25 @@
+//! Rivulet's control-plane decisions, as pure code: no I/O, no clock, no randomness.
+//!
+//! - [`plan`]: `plan(&job, &observed) -> Plan`, the StreamJob lifecycle planner: the status
+//!   to write (first) and the actions a runtime carries out (after).
+//! - [`observed`]: what a runtime observes and hands to the planner.
+//! - `desired`: what the spec asks for compared with what was last acted on.
+//! - `start`: which operation starts when none is in progress.
+//! - `operation`: an operation's steps, savepoint to deploy to ready, with retries and
+//!   rollback.
+//! - `delete`: deletion, with a bounded final savepoint.
+//! - `retention`: which savepoints are deleted.
+//!
+//! Runtimes (the local one behind `rivulet`, the Kubernetes one behind the operator) observe
+//! and act; this crate decides. It depends on `rivulet-api` only.
+
+mod delete;
+pub mod desired;
+pub mod observed;
+mod operation;
+pub mod plan;
+mod retention;
+mod start;
+
+pub use observed::Observed;
+pub use plan::{plan, Action, Deploy, Event, Plan};
