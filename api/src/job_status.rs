@@ -142,6 +142,10 @@ pub struct Operation {
     /// The state the new workers restore, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<String>,
+    /// Why the operation started, when it was not asked for (a rollback: why the newer
+    /// spec was given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Failed attempts of the current step.
     #[serde(default)]
     pub attempts: u32,
@@ -190,6 +194,9 @@ pub struct Deployment {
     /// When every one of them was first ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<Time>,
+    /// A rollback to the last stable spec: why the newer spec was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 /// What an operation does.

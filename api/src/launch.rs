@@ -24,6 +24,39 @@ pub mod env {
     pub const SHUFFLE_LISTEN: &str = "RIVULET_SHUFFLE_LISTEN";
     /// The bearer token the control API requires (never a flag: flags show in `ps`).
     pub const CONTROL_TOKEN: &str = "RIVULET_CONTROL_TOKEN";
+    pub const RESTORE: &str = "RIVULET_RESTORE";
+}
+
+/// What a worker restores, when the control plane decides it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// Exactly this snapshot directory (a savepoint or checkpoint URL), even when the job
+    /// has newer checkpoints: a rollback, or an upgrade from its savepoint.
+    Snapshot(String),
+    /// No state: sources start at `startFrom` (a `stateless` upgrade).
+    Empty,
+}
+
+impl Restore {
+    /// The value of `--restore`.
+    pub fn arg(&self) -> String {
+        match self {
+            Restore::Snapshot(url) => url.clone(),
+            Restore::Empty => Restore::EMPTY.to_string(),
+        }
+    }
+
+    /// Reads a `--restore` value.
+    pub fn parse(value: &str) -> Restore {
+        if value == Restore::EMPTY {
+            Restore::Empty
+        } else {
+            Restore::Snapshot(value.to_string())
+        }
+    }
+
+    /// The `--restore` value for empty state.
+    pub const EMPTY: &'static str = "none";
 }
 
 /// Everything that makes one worker of one job.
@@ -49,6 +82,9 @@ pub struct WorkerLaunch {
     pub shuffle_listen: Option<String>,
     /// The control-API token.
     pub control_token: Option<String>,
+    /// What to restore; absent: the job's newest checkpoint, or `spec.restoreFrom` when
+    /// that is newer.
+    pub restore: Option<Restore>,
 }
 
 impl WorkerLaunch {
@@ -71,7 +107,14 @@ impl WorkerLaunch {
             bootstrap_servers: None,
             shuffle_listen: None,
             control_token: None,
+            restore: None,
         }
+    }
+
+    /// Restoring exactly `restore`.
+    pub fn with_restore(mut self, restore: Restore) -> WorkerLaunch {
+        self.restore = Some(restore);
+        self
     }
 
     /// With every worker's shuffle address (`host:port`), in ordinal order.
@@ -115,6 +158,9 @@ impl WorkerLaunch {
         }
         if let Some(l) = &self.shuffle_listen {
             args.extend(["--shuffle-listen".into(), l.into()]);
+        }
+        if let Some(r) = &self.restore {
+            args.extend(["--restore".into(), r.arg().into()]);
         }
         args
     }

@@ -90,6 +90,9 @@ impl Planner<'_> {
             );
             return Some(self.enter(op, OperationStep::SavepointCompleted));
         }
+        if obs.workers.is_none() {
+            return Some(self.savepoint_impossible(op));
+        }
         let now = obs.now_ms;
         let pending = obs
             .savepoint_request
@@ -129,7 +132,6 @@ impl Planner<'_> {
             .filter(|r| r.state == RequestState::Pending || r.requested_at_ms >= started);
         let failure = match request.map(|r| &r.state) {
             Some(RequestState::Failed(reason)) => Some(reason.clone()),
-            _ if obs.workers.is_none() => Some("no worker runs to take it".to_string()),
             _ if now - started > timeout => Some(format!(
                 "not completed within savepoints.timeout ({})",
                 self.spec.savepoints.timeout
@@ -152,6 +154,28 @@ impl Planner<'_> {
                 Some(Next::Wait(op))
             }
         }
+    }
+
+    /// The workers are gone: no savepoint can be taken. Their newest checkpoint is the state
+    /// they left, so an operation that stops them anyway goes on from it.
+    fn savepoint_impossible(&mut self, mut op: Operation) -> Next {
+        if !op.stop {
+            self.warning("SavepointSkipped", "no worker runs to take the savepoint");
+            return Next::Done;
+        }
+        self.warning(
+            "SavepointUnavailable",
+            format!(
+                "the workers are gone before the savepoint: the {} restores their newest \
+                 checkpoint",
+                op.kind.name()
+            ),
+        );
+        op.savepoint = None;
+        if op.deploy == Some(StateSource::Savepoint) {
+            op.deploy = Some(StateSource::Latest);
+        }
+        self.enter(op, OperationStep::StoppingWorkers)
     }
 
     fn savepoint_failed(&mut self, mut op: Operation, reason: String) -> Next {
@@ -274,6 +298,9 @@ impl Planner<'_> {
             empty_state,
             started_at: self.now(),
             ready_at: None,
+            rolled_back: (op.kind == OperationKind::Rollback)
+                .then(|| op.reason.clone())
+                .flatten(),
         });
         self.event(
             "Deploying",
@@ -387,6 +414,9 @@ impl Planner<'_> {
                 true,
                 Some(StateSource::Stable),
             );
+            if let Some(rollback) = self.status.operation.as_mut() {
+                rollback.reason = Some(message.clone());
+            }
             self.degrade("RolledBack", message);
             return self.status.operation.clone().map(Next::Step);
         }
@@ -405,8 +435,8 @@ impl Planner<'_> {
         let rollback = op.kind == OperationKind::Rollback;
         if !rollback {
             self.status.last_stable_spec = self.status.last_reconciled_spec.clone();
-            self.resolve(&["RolledBack", "NotReady", "WorkersFailing"]);
         }
+        self.resolve(&["RolledBack", "NotReady", "WorkersFailing"]);
         if deployment
             .restore_from
             .as_ref()

@@ -294,6 +294,17 @@ impl<'a> Planner<'a> {
                 .unwrap_or_else(|| "the workers are failing".into());
             self.degrade("WorkersFailing", reason);
         }
+        if self.degraded.is_none() && self.status.operation.is_none() {
+            // Running the last stable spec after a rollback holds until the spec changes.
+            if let Some(why) = self
+                .status
+                .deployment
+                .as_ref()
+                .and_then(|d| d.rolled_back.clone())
+            {
+                self.degraded = Some(("RolledBack".into(), why));
+            }
+        }
         self.status.error = self.degraded.as_ref().map(|(_, message)| message.clone());
         if self.status.phase != Some(phase) {
             self.status.phase = Some(phase);

@@ -237,6 +237,7 @@ impl Planner<'_> {
             savepoint_baseline: savepoint.and(baseline),
             savepoint_id: None,
             restore_from: None,
+            reason: None,
             attempts: 0,
             retry_at: None,
             message: None,

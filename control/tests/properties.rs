@@ -116,16 +116,38 @@ proptest! {
             apply(&mut w, e, &mut n);
             prop_assert!(w.violations.is_empty(), "after {:?}: {:?}", e, w.violations);
         }
-        // The trouble stops; a last change (a new image) asks for the spec to be reached.
+        // The trouble stops. The job converges by itself, unless it waits for the user: a
+        // rolled-back spec, or an upgrade whose savepoint failed every attempt.
         w.failing_savepoints = 0;
         w.stuck_savepoints = false;
         w.broken_image = None;
-        w.apply(|s| s.image = Some("worker:final".into()));
+        if let Some(workers) = w.workers.as_mut() {
+            workers.crashed = false;
+        }
         for _ in 0..400 {
             if w.converged() {
                 break;
             }
             w.step();
+        }
+        if !w.converged() {
+            let degraded = w.condition("Degraded");
+            let waits = degraded.as_ref().is_some_and(|(status, reason, _)| {
+                status == "True" && (reason == "RolledBack" || reason == "SavepointFailed")
+            });
+            prop_assert!(
+                waits,
+                "stuck without saying why: phase {:?}, operation {:?}, degraded {:?}",
+                w.phase(), w.operation(), degraded
+            );
+            // A new spec from the user is reached.
+            w.apply(|s| s.image = Some("worker:final".into()));
+            for _ in 0..400 {
+                if w.converged() {
+                    break;
+                }
+                w.step();
+            }
         }
         prop_assert!(
             w.converged(),

@@ -45,6 +45,11 @@ pub struct WorkerArgs {
     /// Bearer token the control API (savepoints, on worker 0) requires.
     #[arg(long, env = env::CONTROL_TOKEN, hide_env_values = true)]
     pub control_token: Option<String>,
+    /// Restore exactly this snapshot directory (even when the job has newer checkpoints),
+    /// or `none` to start with no state. Absent: the newest checkpoint, or
+    /// `spec.restoreFrom` when that is newer.
+    #[arg(long, env = env::RESTORE)]
+    pub restore: Option<String>,
     /// Only validate the manifest and exit.
     #[arg(long)]
     pub validate: bool,
@@ -52,7 +57,7 @@ pub struct WorkerArgs {
 
 #[cfg(test)]
 mod tests {
-    use rivulet_api::launch::{WorkerLaunch, WORKER_BINARY};
+    use rivulet_api::launch::{Restore, WorkerLaunch, WORKER_BINARY};
 
     use super::*;
 
@@ -91,5 +96,16 @@ mod tests {
         let a = parse(&single);
         assert_eq!((a.index, a.parallelism, a.peers), (0, Some(1), None));
         assert_eq!(a.shuffle_listen, Some("127.0.0.1:2".parse().unwrap()));
+        assert_eq!(a.restore, None);
+
+        for restore in [
+            Restore::Snapshot("file:///s/default/j/savepoints/00000000000000000007".into()),
+            Restore::Empty,
+        ] {
+            let l =
+                WorkerLaunch::new("j.yaml", 0, 1, "d", "127.0.0.1:1").with_restore(restore.clone());
+            let a = parse(&l);
+            assert_eq!(a.restore.as_deref().map(Restore::parse), Some(restore));
+        }
     }
 }

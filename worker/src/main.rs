@@ -113,6 +113,10 @@ fn run() -> anyhow::Result<()> {
         bootstrap: args.bootstrap_servers,
         http: args.http,
         control_token: args.control_token.filter(|t| !t.is_empty()),
+        restore: args
+            .restore
+            .as_deref()
+            .map(rivulet_api::launch::Restore::parse),
         fault,
     };
     run_worker(opts, shutdown, &rt)?;

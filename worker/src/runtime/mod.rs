@@ -116,6 +116,9 @@ pub struct WorkerOptions {
     pub http: SocketAddr,
     /// Bearer token the control API requires (`None`: open).
     pub control_token: Option<String>,
+    /// What the control plane chose to restore (`None`: the newest checkpoint, or
+    /// `spec.restoreFrom` when newer).
+    pub restore: Option<rivulet_api::launch::Restore>,
     pub fault: Option<Fault>,
 }
 

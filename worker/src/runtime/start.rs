@@ -1,12 +1,13 @@
-//! Starting an attempt: restore the newest valid checkpoint (or `restoreFrom`), settle the
-//! restored checkpoint's pending sink output, and assign the source where the snapshot left
-//! off.
+//! Starting an attempt: restore the snapshot the control plane chose (`--restore`), else
+//! the newest valid checkpoint (or `restoreFrom` when newer); settle the restored
+//! snapshot's pending sink output, and assign the source where the snapshot left off.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rivulet_api::keygroup::range_for_worker;
+use rivulet_api::launch::Restore;
 use rivulet_api::manifest::SnapshotKind;
 use rivulet_api::spec::StateBackendKind;
 use rivulet_api::StreamJob;
@@ -66,12 +67,16 @@ impl Worker {
         let store = JobStore::open(&spec.state.storage, &ns, &job)?;
         let restore_dir = opts.data_dir.join("restore");
         fresh_dir(&restore_dir)?;
-        // restoreFrom wins over this job's checkpoints when it is newer: a savepoint of this
-        // job taken for a rescale or an upgrade. Another job's snapshot only starts a job
-        // that has no checkpoint yet.
-        let initial = spec
-            .restore_from
-            .as_ref()
+        // What the control plane chose wins. Otherwise restoreFrom wins over this job's
+        // checkpoints when it is newer: a savepoint of this job taken for a rescale or an
+        // upgrade. Another job's snapshot only starts a job that has no checkpoint yet.
+        let chosen = opts.restore.as_ref();
+        let initial_url = match chosen {
+            Some(Restore::Snapshot(url)) => Some(url),
+            Some(Restore::Empty) => None,
+            None => spec.restore_from.as_ref(),
+        };
+        let initial = initial_url
             .map(|url| JobStore::for_snapshot_url(url).map(|s| (url, s)))
             .transpose()?;
         let newest_checkpoint = rt
@@ -79,9 +84,13 @@ impl Worker {
             .last()
             .copied()
             .unwrap_or(0);
-        let savepoint_first = initial
-            .as_ref()
-            .is_some_and(|(_, (s, _, id))| s.url() == store.url() && *id > newest_checkpoint);
+        let savepoint_first = chosen.is_some()
+            || initial
+                .as_ref()
+                .is_some_and(|(_, (s, _, id))| s.url() == store.url() && *id > newest_checkpoint);
+        if chosen == Some(&Restore::Empty) {
+            tracing::info!("starting with no state, as the control plane chose");
+        }
         let mut restored = if savepoint_first {
             None
         } else {
