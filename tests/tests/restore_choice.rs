@@ -10,10 +10,13 @@ use common::{last_checkpoint, produce, serial, Input};
 
 use rivulet_api::launch::{env, Restore};
 use rivulet_api::manifest::snapshot_dir_name;
-use rivulet_tests::Tansu;
+use std::time::Duration;
+
+use rivulet_tests::{http_request, wait_until, Tansu};
 use serde_json::Value;
 
 const JOB: &str = "restore-choice";
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn records_in(s: &Value) -> u64 {
     s["recordsIn"].as_u64().unwrap_or(0)
@@ -49,6 +52,41 @@ fn a_worker_restores_what_the_control_plane_chose() {
     // one may have been in flight already).
     let c1 = last_checkpoint(&first[0]) + 2;
     c.wait_checkpoint(c1);
+
+    // A savepoint, followed through the list of requests (what a control plane that lost
+    // the request id reads).
+    let http = c.workers[0].http.clone();
+    let r = http_request(
+        &http,
+        "POST",
+        "/savepoints",
+        &[],
+        br#"{"stop": false}"#,
+        TIMEOUT,
+    )
+    .expect("POST /savepoints");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let mut listed = Value::Null;
+    let completed = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let r = match http_request(&http, "GET", "/savepoints", &[], b"", TIMEOUT) {
+            Ok(r) => r,
+            Err(e) => {
+                listed = Value::String(format!("GET /savepoints: {e:#}"));
+                return false;
+            }
+        };
+        listed = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| Value::String(format!("{}: {}", r.status, r.text())));
+        listed[0]["state"] == "completed"
+    });
+    assert!(completed, "the savepoint did not complete: {listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(
+        listed[0]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("/savepoints/")),
+        "{listed}"
+    );
     // The second half, and newer checkpoints.
     produce(&bootstrap, &input, half..input.events, false);
     let second = c.wait_all(
@@ -111,11 +149,9 @@ fn a_worker_restores_what_the_control_plane_chose() {
     );
     let bad = vec![(env::RESTORE.to_string(), Restore::Snapshot(missing).arg())];
     let mut c = Cluster::start_with_env(1, &job, &bootstrap, root, &bad);
-    let code = rivulet_tests::wait_until(
-        std::time::Duration::from_secs(60),
-        std::time::Duration::from_millis(100),
-        || c.workers[0].process.try_exit_status().is_some(),
-    );
+    let code = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        c.workers[0].process.try_exit_status().is_some()
+    });
     assert!(
         code,
         "a worker told to restore a missing snapshot kept running"

@@ -536,6 +536,15 @@ fn a_savepoint_restores_at_any_parallelism_and_on_either_backend() {
     assert_eq!(r.status, 409, "POST to worker 1: {}", r.text());
     let r = a.control(0, "GET", "/savepoints/987654", Some(TOKEN), "");
     assert_eq!(r.status, 404, "GET of an unknown request: {}", r.text());
+    let r = a.control(0, "GET", "/savepoints", None, "");
+    assert_eq!(
+        r.status,
+        401,
+        "GET of the list without a token: {}",
+        r.text()
+    );
+    let r = a.control(0, "GET", "/savepoints", Some(TOKEN), "");
+    assert_eq!((r.status, r.text().trim()), (200, "[]"), "no request yet");
     // None of the refused requests stopped anything.
     a.wait_running();
 

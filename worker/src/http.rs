@@ -1,7 +1,7 @@
 //! The worker's HTTP endpoints: `/metrics` (Prometheus), `/status` (JSON), `/healthz` and
 //! `/readyz` (ready once state is restored and the source is assigned), and on worker 0 the
-//! control API: `POST /savepoints` (`{"stop": true}` for stop-with-savepoint) and
-//! `GET /savepoints/{id}`. When a control token is set, the control API requires it as a
+//! control API: `POST /savepoints` (`{"stop": true}` for stop-with-savepoint),
+//! `GET /savepoints/{id}` and `GET /savepoints` (every request, oldest first). When a control token is set, the control API requires it as a
 //! bearer token.
 
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ pub fn router(metrics: Arc<Metrics>, status: Arc<SharedStatus>, control: Control
         .route("/status", get(status_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
-        .route("/savepoints", post(post_savepoint))
+        .route("/savepoints", post(post_savepoint).get(list_savepoints))
         .route("/savepoints/{id}", get(get_savepoint))
         .with_state(AppState {
             metrics,
@@ -105,6 +105,13 @@ async fn post_savepoint(State(s): State<AppState>, headers: HeaderMap, body: Str
         Json(serde_json::json!({ "id": id, "stop": req.stop })),
     )
         .into_response()
+}
+
+async fn list_savepoints(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    Json(s.control.board.all()).into_response()
 }
 
 async fn get_savepoint(

@@ -90,6 +90,19 @@ impl SavepointBoard {
         Some(s)
     }
 
+    /// Every request, oldest first (what a control plane that lost a request id reads). Like
+    /// [`SavepointBoard::answer`], it remembers a completed stop-with-savepoint was seen.
+    pub fn all(&self) -> Vec<SavepointStatus> {
+        let Ok(mut g) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let all: Vec<SavepointStatus> = g.all.values().cloned().collect();
+        if all.iter().any(|s| s.stop && s.state == "completed") {
+            g.stop_answered = true;
+        }
+        all
+    }
+
     /// Whether a caller has read the completion of a stop-with-savepoint.
     pub fn stop_answered(&self) -> bool {
         self.inner.lock().map(|g| g.stop_answered).unwrap_or(false)
@@ -148,6 +161,20 @@ mod tests {
         b.failed(c, "timed out".into());
         assert_eq!(b.answer(c).unwrap().error.as_deref(), Some("timed out"));
         assert_eq!(b.answer(12345), None);
+    }
+
+    #[test]
+    fn every_request_is_listed_oldest_first() {
+        let b = SavepointBoard::default();
+        assert!(b.all().is_empty());
+        let a = b.request(false, 1);
+        let c = b.request(true, 2);
+        let ids: Vec<u64> = b.all().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [a, c]);
+        b.completed(c, "file:///x/savepoints/3".into(), 1);
+        assert!(!b.stop_answered());
+        assert_eq!(b.all()[1].state, "completed");
+        assert!(b.stop_answered(), "the list showed the completed stop");
     }
 
     #[test]
