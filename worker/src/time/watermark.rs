@@ -9,7 +9,10 @@
 //!   up to the end the broker last reported, see [`Backlog`]) and no record has come from it
 //!   for `idleTimeout`. A partition with records waiting, or whose backlog is not known,
 //!   holds the watermark back however slowly it is read. An idle partition is active again
-//!   at its next record, or as soon as the source reports records waiting in it.
+//!   at its next record, or as soon as the source reports records waiting in it. When every
+//!   partition is idle (everything is read), the watermark is the minimum over the
+//!   partitions that have delivered an event time: the same whichever partition turned idle
+//!   first, so an empty partition never decides the result by when it is reported.
 //! - **Restore** continues where the snapshot left off, as if the job had never stopped:
 //!   every partition gets back the highest event time it had seen ([`PartitionMark`], kept
 //!   with its offset in the snapshot), and none drops below the restored watermark.
@@ -78,6 +81,9 @@ pub struct WatermarkTracker {
     /// Cached min of `max_ts` over active partitions: `None` = some active partition has
     /// seen nothing, or no partition is active (see `active`).
     cached_min: Option<i64>,
+    /// When every partition is idle: the lowest highest-event-time of the partitions that
+    /// have delivered one.
+    idle_min: Option<i64>,
     /// Number of active partitions when `cached_min` was computed.
     active: usize,
     /// `cached_min`/`active` must be recomputed.
@@ -113,6 +119,7 @@ impl WatermarkTracker {
             floor: None,
             emitted: None,
             cached_min: None,
+            idle_min: None,
             active: 0,
             dirty: true,
             next_idle_check: i64::MAX,
@@ -250,12 +257,15 @@ impl WatermarkTracker {
         if self.dirty {
             self.recompute();
         }
-        if self.active > 0 {
-            if let Some(min) = self.cached_min {
-                let wm = self.watermark_of(min);
-                if self.emitted.is_none_or(|e| wm > e) {
-                    self.emitted = Some(wm);
-                }
+        let min = if self.active > 0 {
+            self.cached_min
+        } else {
+            self.idle_min
+        };
+        if let Some(min) = min {
+            let wm = self.watermark_of(min);
+            if self.emitted.is_none_or(|e| wm > e) {
+                self.emitted = Some(wm);
             }
         }
         self.emitted
@@ -363,6 +373,7 @@ impl WatermarkTracker {
         }
         self.active = active;
         self.cached_min = if unseen { None } else { min };
+        self.idle_min = self.partitions.iter().filter_map(|p| p.max_ts).min();
         self.dirty = false;
     }
 }
@@ -433,6 +444,26 @@ mod tests {
         w.observe("b", 0, 20_000, 10_000);
         assert!(!w.is_idle(10_000));
         assert_eq!(w.current(10_000), Some(19_999));
+    }
+
+    /// An empty partition reported caught up only after the partition with records turned
+    /// idle: the watermark is what it would be had the empty one turned idle first.
+    #[test]
+    fn all_idle_does_not_depend_on_which_partition_turned_idle_first() {
+        for empty_reported_at in [0, 5_000] {
+            let mut w = WatermarkTracker::new(0, Some(1_000));
+            w.assign(&parts(&[("in", 0), ("in", 1)]), 0);
+            w.set_backlog("in", 0, Backlog::CaughtUp, 0);
+            w.observe("in", 0, 1_000, 10);
+            w.observe("in", 0, 999_999, 20);
+            w.set_backlog("in", 1, Backlog::CaughtUp, empty_reported_at);
+            assert_eq!(
+                w.current(empty_reported_at + 2_000),
+                Some(999_998),
+                "empty partition reported at {empty_reported_at}"
+            );
+            assert!(w.is_idle(empty_reported_at + 2_000));
+        }
     }
 
     #[test]
