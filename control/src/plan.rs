@@ -306,9 +306,7 @@ impl<'a> Planner<'a> {
             }
         }
         self.status.error = self.degraded.as_ref().map(|(_, message)| message.clone());
-        if self.status.phase != Some(phase) {
-            self.status.phase = Some(phase);
-        }
+        self.status.phase = Some(phase);
         let ready = phase == Phase::Running;
         let ready_message = match &self.obs.workers {
             Some(w) => format!("{} of {} workers ready", w.ready, w.count),
