@@ -19,7 +19,7 @@ build:
 
 ## run: the demo: a clicks generator into Kafka, windowed counts out of it
 run: setup build
-	$(CARGO_TARGET_DIR)/release/rivulet run examples/clicks.yaml --generator clicks
+	scripts/demo.sh
 
 ## bench: Nexmark through Kafka (tansu on loopback), every variant at each parallelism in BENCH_PARALLELISM (comma-separated workers per job, default 1,2); writes bench/results/<UTC date>.md
 BENCH_EVENTS ?= 1000000

@@ -94,3 +94,22 @@ pub struct WorkerStatus {
     pub last_savepoint: Option<SavepointInfo>,
     pub error: Option<String>,
 }
+
+/// One savepoint request on worker 0's board, as `GET /savepoints/{id}` and
+/// `GET /savepoints` answer it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointStatus {
+    pub id: u64,
+    /// `pending`, `in-progress`, `completed` or `failed`.
+    pub state: String,
+    /// Stop the job once the savepoint is complete.
+    pub stop: bool,
+    pub requested_at_ms: i64,
+    /// The snapshot id it is (or was) taken as.
+    pub snapshot_id: Option<u64>,
+    /// The savepoint's directory URL, to put in `restoreFrom`.
+    pub path: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub error: Option<String>,
+}

@@ -1429,6 +1429,33 @@ struct Scope<'a> {
     what: &'static str,
 }
 
+/// The CEL rules of the custom resource (`x-kubernetes-validations`), as the API server
+/// enforces them: on creation (`old` absent) and on an update of `old`, whose transition
+/// rules (`maxParallelism` is immutable) compare the two. Each broken rule is named by its
+/// field path.
+pub fn validate_cel(job: &StreamJob, old: Option<&StreamJob>) -> Result<(), LoadError> {
+    let to_value = |j: &StreamJob| serde_json::to_value(&j.spec).unwrap_or_default();
+    let new = to_value(job);
+    let old = old.map(to_value);
+    match StreamJobSpec::validate_cel(&new, old.as_ref()) {
+        Ok(()) => Ok(()),
+        Err(errors) => Err(LoadError::Invalid(
+            errors
+                .into_vec()
+                .into_iter()
+                .map(|e| {
+                    let path = match e.field_path.trim_start_matches('.') {
+                        "" => "spec".to_string(),
+                        p if p.starts_with("spec") => p.to_string(),
+                        p => format!("spec.{p}"),
+                    };
+                    FieldError::new(path, e.message)
+                })
+                .collect(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! What `rivulet run` shows: window results as they are committed, and a live progress line
-//! from the worker's `/status`.
+//! from the workers' `/status`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,17 +14,6 @@ use rdkafka::ClientConfig;
 use serde_json::Value;
 
 pub use rivulet_api::status::WorkerStatus;
-
-/// Reads `/status` from a worker's HTTP address.
-pub fn fetch_status(http: &str) -> Option<WorkerStatus> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(1)))
-        .build()
-        .into();
-    let mut resp = agent.get(&format!("http://{http}/status")).call().ok()?;
-    let text = resp.body_mut().read_to_string().ok()?;
-    serde_json::from_str(&text).ok()
-}
 
 fn clock(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -9,6 +9,7 @@
 //!   rollback.
 //! - `delete`: deletion, with a bounded final savepoint.
 //! - `retention`: which savepoints are deleted.
+//! - [`runtime`]: the [`Runtime`] trait a control plane observes and acts through.
 //!
 //! Runtimes (the local one behind `rivulet`, the Kubernetes one behind the operator) observe
 //! and act; this crate decides. It depends on `rivulet-api` only.
@@ -19,7 +20,9 @@ pub mod observed;
 mod operation;
 pub mod plan;
 mod retention;
+pub mod runtime;
 mod start;
 
 pub use observed::Observed;
 pub use plan::{plan, Action, Deploy, Event, Plan};
+pub use runtime::Runtime;

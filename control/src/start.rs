@@ -133,7 +133,13 @@ impl Planner<'_> {
         } else {
             SavepointCause::Upgrade
         };
-        let (savepoint, state) = match self.spec.upgrade_mode {
+        // A rescale keeps the state whatever the upgrade mode: it takes the savepoint path.
+        let mode = if kind == OperationKind::Rescale {
+            UpgradeMode::Savepoint
+        } else {
+            self.spec.upgrade_mode
+        };
+        let (savepoint, state) = match mode {
             UpgradeMode::Stateless => (None, StateSource::Empty),
             UpgradeMode::LastState => (None, StateSource::Latest),
             UpgradeMode::Savepoint if healthy => (Some(cause), StateSource::Savepoint),

@@ -175,18 +175,39 @@ fn each_upgrade_mode_restores_what_it_promises() {
 
 #[test]
 fn a_parallelism_change_is_a_rescale_through_a_savepoint() {
-    let mut w = running_world();
-    let from = w.plans.len();
-    w.apply(|s| s.parallelism = 3);
-    w.run_until(30, World::converged);
-    assert!(steps(&w, from).iter().all(|(k, _)| *k == K::Rescale));
-    assert_eq!(w.workers.as_ref().map(|w| w.count), Some(3));
-    assert_eq!(w.status().parallelism, 3);
-    assert_eq!(
-        w.status().last_savepoint.map(|s| s.trigger),
-        Some(SavepointCause::Rescale)
-    );
-    assert!(w.violations.is_empty(), "{:?}", w.violations);
+    // Whatever the upgrade mode: a rescale keeps the state.
+    for mode in [
+        UpgradeMode::Savepoint,
+        UpgradeMode::LastState,
+        UpgradeMode::Stateless,
+    ] {
+        let mut w = running_world();
+        w.apply(|s| s.upgrade_mode = mode);
+        w.run_until(30, World::converged);
+        let from = w.plans.len();
+        let savepoints = w.savepoints.len();
+        w.apply(|s| s.parallelism = 3);
+        w.run_until(30, World::converged);
+        assert!(
+            steps(&w, from).iter().all(|(k, _)| *k == K::Rescale),
+            "{mode:?}"
+        );
+        assert_eq!(w.workers.as_ref().map(|w| w.count), Some(3), "{mode:?}");
+        assert_eq!(w.status().parallelism, 3, "{mode:?}");
+        assert_eq!(w.savepoints.len(), savepoints + 1, "{mode:?}");
+        assert_eq!(
+            w.status().last_savepoint.map(|s| s.trigger),
+            Some(SavepointCause::Rescale),
+            "{mode:?}"
+        );
+        let restored = w.deployed.last().and_then(|d| d.2.clone());
+        assert_eq!(
+            restored,
+            w.savepoints.last().map(|s| s.path.clone()),
+            "{mode:?}"
+        );
+        assert!(w.violations.is_empty(), "{mode:?}: {:?}", w.violations);
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The README's demo, end to end: `rivulet run examples/clicks.yaml --generator clicks`
-//! starts a local broker, prints window results and a progress line, stops cleanly, and the
-//! next run resumes from the last checkpoint and says so.
+//! starts a local broker, prints window results, stops with a savepoint (as Ctrl-C does),
+//! and the next run resumes from that savepoint and says so.
 
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ impl Drop for BrokerGuard {
     }
 }
 
-/// The checkpoint number printed right after `prefix`.
-fn checkpoint_after(out: &str, prefix: &str) -> u64 {
+/// The snapshot number printed right after `prefix`.
+fn snapshot_after(out: &str, prefix: &str) -> u64 {
     let rest = &out[out
         .find(prefix)
         .unwrap_or_else(|| panic!("no {prefix:?} in:\n{out}"))
@@ -61,7 +61,7 @@ fn demo_prints_results_and_resumes_after_a_stop() {
     };
     let first = run("demo-1");
     assert!(first.contains("started a local broker"), "{first}");
-    assert!(first.contains("no checkpoint yet"), "{first}");
+    assert!(first.contains("starting from no state"), "{first}");
     let results: Vec<&str> = first
         .lines()
         .filter(|l| l.starts_with('[') && l.contains("clicks="))
@@ -70,15 +70,20 @@ fn demo_prints_results_and_resumes_after_a_stop() {
         !results.is_empty(),
         "no window results were printed:\n{first}"
     );
-    assert!(first.contains("stopped cleanly at checkpoint #"), "{first}");
+    assert!(first.contains("stopped with savepoint #"), "{first}");
 
-    let stopped_at = checkpoint_after(&first, "stopped cleanly at checkpoint #");
+    let stopped_at = snapshot_after(&first, "stopped with savepoint #");
 
     let second = run("demo-2");
     assert!(second.contains("using the local broker"), "{second}");
-    // It resumes from exactly the checkpoint the first run said it stopped at.
+    // It resumes from exactly the savepoint the first run said it stopped with.
     assert_eq!(
-        checkpoint_after(&second, "resumed from checkpoint #"),
+        snapshot_after(&second, "was stopped with savepoint #"),
+        stopped_at,
+        "{second}"
+    );
+    assert_eq!(
+        snapshot_after(&second, "restored from snapshot #"),
         stopped_at,
         "{second}"
     );

@@ -10,25 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-/// One savepoint request's progress.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SavepointStatus {
-    pub id: u64,
-    /// `pending`, `in-progress`, `completed` or `failed`.
-    pub state: String,
-    /// Stop the job once the savepoint is complete.
-    pub stop: bool,
-    pub requested_at_ms: i64,
-    /// The snapshot id it is (or was) taken as.
-    pub snapshot_id: Option<u64>,
-    /// The savepoint's directory URL, to put in `restoreFrom`.
-    pub path: Option<String>,
-    pub size_bytes: Option<u64>,
-    pub error: Option<String>,
-}
+pub use rivulet_api::status::SavepointStatus;
 
 #[derive(Default)]
 struct Inner {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod lifecycle;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

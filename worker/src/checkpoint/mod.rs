@@ -7,8 +7,6 @@
 //! manifest is missing, unreadable, of another format version, or whose files fail their
 //! size or CRC-32C check is skipped in favour of the previous one.
 
-pub mod store;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +17,7 @@ use rivulet_api::manifest::{
 
 use crate::output::OutRecord;
 use crate::state::LocalStateFile;
-pub use store::{JobStore, StoreError};
+pub use rivulet_storage::{JobStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -6,7 +6,6 @@
 
 use rivulet_api::manifest::{SnapshotKind, SnapshotManifest, FORMAT_VERSION};
 
-use crate::checkpoint::JobStore;
 use crate::coordinator::{AckReport, Action, Control, Request};
 use crate::shuffle::codec::{self, Frame};
 use crate::shuffle::net::Mesh;
@@ -160,11 +159,10 @@ impl Worker {
                 if let Some((sp, req, _)) = self.sp_in_flight {
                     if sp == id {
                         self.sp_in_flight = None;
-                        let path = format!(
-                            "{}/{}",
-                            self.writer.store().url(),
-                            JobStore::snapshot_dir(SnapshotKind::Savepoint, id)
-                        );
+                        let path = self
+                            .writer
+                            .store()
+                            .snapshot_url(SnapshotKind::Savepoint, id);
                         tracing::info!(savepoint = id, %path, bytes = manifest.state_size(), "savepoint complete");
                         self.board
                             .completed(req, path.clone(), manifest.state_size());

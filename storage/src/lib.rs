@@ -119,6 +119,29 @@ impl JobStore {
         p
     }
 
+    /// The URL of a snapshot's directory (what `--restore` and `restoreFrom` take).
+    pub fn snapshot_url(&self, kind: SnapshotKind, id: u64) -> String {
+        format!(
+            "{}/{}",
+            self.display.trim_end_matches('/'),
+            Self::snapshot_dir(kind, id)
+        )
+    }
+
+    /// Completed snapshots of `kind` (those whose manifest is written), oldest first.
+    pub async fn completed(&self, kind: SnapshotKind) -> Result<Vec<SnapshotManifest>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.list_snapshots(kind).await? {
+            match self.read_manifest(kind, id).await {
+                Ok(m) => out.push(m),
+                // Still being written, or being deleted.
+                Err(StoreError::ObjectStore(object_store::Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Relative path of a snapshot's directory.
     pub fn snapshot_dir(kind: SnapshotKind, id: u64) -> String {
         format!("{}/{}", kind.dir(), snapshot_dir_name(id))
