@@ -629,6 +629,7 @@ impl LocalRuntime {
             lag: statuses().map(|s| s.lag).sum(),
             records_per_second: set.slots.iter().map(|s| s.rate).sum(),
             backpressure: statuses().map(|s| s.backpressure_ratio).fold(0.0, f64::max),
+            watermark_ms: statuses().filter_map(|s| s.watermark_ms).min(),
         })
     }
 

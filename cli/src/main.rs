@@ -338,11 +338,11 @@ fn delete(jobs: &Jobs, work: &Path, ns: &str, name: &str, no_wait: bool) -> anyh
                         now_ms(),
                         fault.as_ref(),
                     ))?;
-                    for note in runtime.take_notes() {
-                        println!("{note}");
-                    }
                     for e in &r.plan.events {
                         println!("{}: {}", e.reason, e.message);
+                    }
+                    for note in runtime.take_notes() {
+                        println!("{note}");
                     }
                     if r.finalized {
                         println!("streamjob.rivulet.dev/{name} is gone");
@@ -521,12 +521,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        for note in runtime.take_notes() {
-            console::say(&bar, note);
-        }
+        // What was decided, then what was done.
         for e in &r.plan.events {
             let mark = if e.warning { "warning: " } else { "" };
             console::say(&bar, format!("{mark}{}: {}", e.reason, e.message));
+        }
+        for note in runtime.take_notes() {
+            console::say(&bar, note);
         }
         if r.finalized {
             break Outcome::Deleted;

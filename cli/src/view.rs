@@ -151,6 +151,14 @@ pub fn describe(job: &StreamJob, events: &[EventRecord], now_ms: i64) -> String 
             m.backpressure * 100.0
         );
     }
+    if let Some(w) = s.metrics.as_ref().and_then(|m| m.watermark.as_ref()) {
+        let _ = writeln!(
+            o,
+            "  Watermark:        {} ({:.1}s behind)",
+            w.0,
+            ((now_ms - w.0.as_millisecond()) as f64 / 1000.0).max(0.0)
+        );
+    }
     if let Some(c) = &s.last_checkpoint {
         let _ = writeln!(
             o,

@@ -39,6 +39,8 @@ pub struct Workers {
     pub records_per_second: f64,
     /// The highest backpressure ratio of a worker, 0 to 1.
     pub backpressure: f64,
+    /// The lowest event-time watermark of the workers that have one, epoch milliseconds.
+    pub watermark_ms: Option<i64>,
 }
 
 /// Completed snapshots of the job, as storage lists them.

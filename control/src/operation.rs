@@ -305,8 +305,8 @@ impl Planner<'_> {
         self.event(
             "Deploying",
             format!(
-                "starting {} workers (deployment {id}) {}",
-                spec.parallelism,
+                "starting {} (deployment {id}) {}",
+                crate::plan::workers(spec.parallelism),
                 match (&restore_from, empty_state) {
                     (_, true) => "with empty state".to_string(),
                     (Some(path), _) => format!("restoring {path}"),
@@ -447,8 +447,9 @@ impl Planner<'_> {
         self.event(
             if rollback { "RolledBack" } else { "Running" },
             format!(
-                "{} workers of deployment {} ready",
-                deployment.parallelism, deployment.id
+                "{} of deployment {} ready",
+                crate::plan::workers(deployment.parallelism),
+                deployment.id
             ),
         );
         self.status.deployment = Some(deployment);

@@ -249,7 +249,7 @@ impl<'a> Planner<'a> {
             lag: w.lag,
             records_per_second: w.records_per_second,
             backpressure: w.backpressure,
-            watermark: None,
+            watermark: w.watermark_ms.map(time),
         });
     }
 
@@ -376,6 +376,15 @@ impl<'a> Planner<'a> {
     /// The spec recorded as last acted on.
     pub fn reconciled(&self) -> Option<StreamJobSpec> {
         desired::recorded_spec(self.status.last_reconciled_spec.as_deref())
+    }
+}
+
+/// "1 worker", "3 workers".
+pub fn workers(n: u32) -> String {
+    if n == 1 {
+        "1 worker".into()
+    } else {
+        format!("{n} workers")
     }
 }
 

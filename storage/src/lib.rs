@@ -299,7 +299,8 @@ fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreErro
         reason,
     };
     if let Some(rest) = url.strip_prefix("file://") {
-        let p = PathBuf::from(rest);
+        // `file://./x` is `x` under the working directory.
+        let p = PathBuf::from(rest.trim_start_matches("./"));
         let abs = if p.is_absolute() {
             p
         } else {

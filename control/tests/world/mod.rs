@@ -158,6 +158,7 @@ impl World {
                 lag: 0,
                 records_per_second: 0.0,
                 backpressure: 0.0,
+                watermark_ms: None,
             }
         });
         Observed {
