@@ -228,8 +228,7 @@ impl Jobs {
                 Applied::Created
             }
             Some(o) => {
-                let same =
-                    serde_json::to_value(&o.spec).ok() == serde_json::to_value(&job.spec).ok();
+                let same = spec_changes(&o.spec, &job.spec).is_empty();
                 job.metadata.creation_timestamp = o.metadata.creation_timestamp.clone();
                 job.metadata.namespace = Some(ns.clone());
                 let generation = o.metadata.generation.unwrap_or(1);
@@ -240,7 +239,8 @@ impl Jobs {
                     {
                         return Ok(Applied::Unchanged);
                     }
-                    Applied::Unchanged
+                    // Labels or annotations only: written, but the spec's generation stays.
+                    Applied::Configured
                 } else {
                     job.metadata.generation = Some(generation + 1);
                     Applied::Configured

@@ -223,11 +223,6 @@ pub fn savepoints(j: &Value) -> Vec<(u64, String, String)> {
         .unwrap_or_default()
 }
 
-/// Records the source topics hold that the job has not read (`status.metrics.lag`).
-pub fn lag(j: &Value) -> Option<i64> {
-    j["status"]["metrics"]["lag"].as_i64()
-}
-
 /// The records the job's last checkpoint (in status) had read, over every partition.
 pub fn checkpointed_records(root: &Path, j: &Value) -> i64 {
     let Some(id) = j["status"]["lastCheckpoint"]["id"].as_u64() else {
