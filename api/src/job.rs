@@ -22,6 +22,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "rivulet.dev/v1alpha1";
 pub const KIND: &str = "StreamJob";
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
+/// The longest job name: the workers' StatefulSet puts `<name>-<10-character hash>` in a
+/// label of at most 63 characters.
+pub const MAX_NAME_LEN: usize = 52;
 /// The label every worker of a job carries, with the job's name as its value.
 pub const JOB_LABEL: &str = "rivulet.dev/job";
 
@@ -259,6 +262,21 @@ pub struct PodTemplate {
     /// When the worker image is pulled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
+    /// A persistent volume claim per worker for its data directory (RocksDB, snapshot
+    /// staging). Absent: an emptyDir, rebuilt from the newest checkpoint when a pod moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume_claim: Option<DataVolumeClaim>,
+}
+
+/// The volume claim each worker gets for its data directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataVolumeClaim {
+    /// Requested size, as a Kubernetes quantity (`10Gi`).
+    pub size: String,
+    /// Storage class of the claim; absent: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
 }
 
 /// Kubernetes' image pull policies.

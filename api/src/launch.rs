@@ -25,6 +25,7 @@ pub mod env {
     /// The bearer token the control API requires (never a flag: flags show in `ps`).
     pub const CONTROL_TOKEN: &str = "RIVULET_CONTROL_TOKEN";
     pub const RESTORE: &str = "RIVULET_RESTORE";
+    pub const DEPLOYMENT: &str = "RIVULET_DEPLOYMENT";
 }
 
 /// What a worker restores, when the control plane decides it.
@@ -85,6 +86,11 @@ pub struct WorkerLaunch {
     /// What to restore; absent: the job's newest checkpoint, or `spec.restoreFrom` when
     /// that is newer.
     pub restore: Option<Restore>,
+    /// The deployment the worker belongs to. Its checkpoints carry it, so a restarted
+    /// worker continues from its deployment's own newest checkpoint instead of `restore`;
+    /// and once the job is stopped with a savepoint, a restarted worker of the same
+    /// deployment stays stopped.
+    pub deployment: Option<u64>,
 }
 
 impl WorkerLaunch {
@@ -108,7 +114,14 @@ impl WorkerLaunch {
             shuffle_listen: None,
             control_token: None,
             restore: None,
+            deployment: None,
         }
+    }
+
+    /// As part of deployment `id`.
+    pub fn with_deployment(mut self, id: u64) -> WorkerLaunch {
+        self.deployment = Some(id);
+        self
     }
 
     /// Restoring exactly `restore`.
@@ -136,33 +149,56 @@ impl WorkerLaunch {
         self
     }
 
-    /// The command line after the binary.
-    pub fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--job".into(),
-            self.job.clone().into(),
-            "--index".into(),
-            self.index.to_string().into(),
-            "--parallelism".into(),
-            self.parallelism.to_string().into(),
-            "--http".into(),
-            self.http.clone().into(),
-            "--data-dir".into(),
-            self.data_dir.clone().into(),
+    /// Every setting as `(flag, environment variable, value)`, in command-line order: the
+    /// one table both [`WorkerLaunch::args`] and [`WorkerLaunch::settings_env`] read.
+    fn settings(&self) -> Vec<(&'static str, &'static str, String)> {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut s = vec![
+            ("--job", env::JOB, path(&self.job)),
+            ("--index", env::WORKER_INDEX, self.index.to_string()),
+            (
+                "--parallelism",
+                env::PARALLELISM,
+                self.parallelism.to_string(),
+            ),
+            ("--http", env::HTTP, self.http.clone()),
+            ("--data-dir", env::DATA_DIR, path(&self.data_dir)),
         ];
         if let Some(b) = &self.bootstrap_servers {
-            args.extend(["--bootstrap-servers".into(), b.into()]);
+            s.push(("--bootstrap-servers", env::BOOTSTRAP_SERVERS, b.clone()));
         }
         if let Some(p) = self.peers.as_ref().filter(|_| self.parallelism > 1) {
-            args.extend(["--peers".into(), p.into()]);
+            s.push(("--peers", env::PEERS, p.clone()));
         }
         if let Some(l) = &self.shuffle_listen {
-            args.extend(["--shuffle-listen".into(), l.into()]);
+            s.push(("--shuffle-listen", env::SHUFFLE_LISTEN, l.clone()));
         }
         if let Some(r) = &self.restore {
-            args.extend(["--restore".into(), r.arg().into()]);
+            s.push(("--restore", env::RESTORE, r.arg()));
         }
-        args
+        if let Some(d) = self.deployment {
+            s.push(("--deployment", env::DEPLOYMENT, d.to_string()));
+        }
+        s
+    }
+
+    /// The command line after the binary.
+    pub fn args(&self) -> Vec<OsString> {
+        self.settings()
+            .into_iter()
+            .flat_map(|(flag, _, value)| [OsString::from(flag), OsString::from(value)])
+            .collect()
+    }
+
+    /// The same settings as environment variables, leaving out the worker index: what every
+    /// pod of a StatefulSet shares (each pod's index comes from its own pod-index label).
+    /// Secrets are not among them.
+    pub fn settings_env(&self) -> Vec<(&'static str, String)> {
+        self.settings()
+            .into_iter()
+            .filter(|(_, name, _)| *name != env::WORKER_INDEX)
+            .map(|(_, name, value)| (name, value))
+            .collect()
     }
 
     /// The environment to add to the worker's (the secrets).
@@ -218,5 +254,39 @@ mod tests {
         assert!(args.ends_with(&["--peers".to_string(), "a:1,b:2,c:3".to_string()]));
         assert!(!args.iter().any(|a| a.contains("s3cret")));
         assert_eq!(l.env(), [(env::CONTROL_TOKEN, "s3cret".to_string())]);
+    }
+
+    #[test]
+    fn settings_as_environment_are_the_flags_without_the_index() {
+        let l = WorkerLaunch::new(
+            "/etc/rivulet/job.yaml",
+            0,
+            2,
+            "/var/lib/rivulet",
+            "0.0.0.0:8080",
+        )
+        .with_peers(&["j-{i}.j.ns.svc:6123"])
+        .with_restore(Restore::Empty)
+        .with_deployment(7)
+        .with_control_token("s3cret");
+        let settings = l.settings_env();
+        let env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            env,
+            [
+                (env::JOB, "/etc/rivulet/job.yaml"),
+                (env::PARALLELISM, "2"),
+                (env::HTTP, "0.0.0.0:8080"),
+                (env::DATA_DIR, "/var/lib/rivulet"),
+                (env::PEERS, "j-{i}.j.ns.svc:6123"),
+                (env::RESTORE, "none"),
+                (env::DEPLOYMENT, "7"),
+            ]
+        );
+        // Every flag but --index has its variable, with the same value.
+        let args = strings(&l.args());
+        let flags: Vec<&str> = args.iter().step_by(2).map(String::as_str).collect();
+        assert_eq!(flags.len(), env.len() + 1);
+        assert!(flags.contains(&"--index"));
     }
 }

@@ -108,6 +108,9 @@ pub struct SnapshotManifest {
     /// The event-time watermark when the snapshot was taken (epoch ms), if any.
     pub watermark_ms: Option<i64>,
     pub pending_output: Vec<PendingOutput>,
+    /// The deployment whose workers took it (absent when they were started without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<u64>,
 }
 
 impl SnapshotManifest {

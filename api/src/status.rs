@@ -65,6 +65,13 @@ pub struct WorkerStatus {
     pub parallelism: u32,
     /// `restoring`, `running`, `stopping`, `stopped` or `failed`.
     pub phase: String,
+    /// The deployment the worker was started as, if it was given one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<u64>,
+    /// The job was stopped with a savepoint (not by a signal to this worker): a restarted
+    /// worker of the same deployment stays stopped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_with_savepoint: bool,
     pub state_backend: String,
     /// The checkpoint or savepoint id the worker restored from.
     pub restored_from: Option<u64>,

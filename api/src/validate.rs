@@ -34,7 +34,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError {
             path: path.into(),
             message: message.into(),
@@ -606,6 +606,23 @@ const PIPELINE: &str = "spec.pipeline";
 
 /// A DNS-1123 label: 1 to 63 lowercase letters, digits and '-', starting and ending with a
 /// letter or digit.
+/// A Kubernetes resource quantity: a positive decimal number with an optional binary
+/// (`Ki`…`Ei`) or decimal (`k`, `M`…`E`) suffix.
+fn is_quantity(value: &str) -> bool {
+    const SUFFIXES: [&str; 12] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
+    let number = SUFFIXES
+        .iter()
+        .find_map(|s| value.strip_suffix(s))
+        .unwrap_or(value);
+    let mut parts = number.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let fraction = parts.next();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && fraction.is_none_or(digits) && number.bytes().any(|b| b != b'0' && b != b'.')
+}
+
 fn is_dns_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     let ok_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -639,6 +656,17 @@ impl Validator {
 
     fn manifest(&mut self, m: &StreamJob) {
         self.dns_label("metadata.name", m.job_name());
+        if m.job_name().len() > crate::job::MAX_NAME_LEN && is_dns_label(m.job_name()) {
+            self.err(
+                "metadata.name",
+                format!(
+                    "must be at most {} characters (the workers' StatefulSet adds a revision \
+                     hash to it in a 63-character label), got {}",
+                    crate::job::MAX_NAME_LEN,
+                    m.job_name().len()
+                ),
+            );
+        }
         if let Some(ns) = &m.metadata.namespace {
             self.dns_label("metadata.namespace", ns);
         }
@@ -729,6 +757,20 @@ impl Validator {
         let pod = &spec.pod_template;
         if let Some(account) = &pod.service_account_name {
             self.dns_subdomain("spec.podTemplate.serviceAccountName", account);
+        }
+        if let Some(claim) = &pod.data_volume_claim {
+            if !is_quantity(&claim.size) {
+                self.err(
+                    "spec.podTemplate.dataVolumeClaim.size",
+                    format!(
+                        "must be a Kubernetes quantity such as 10Gi or 500M, got {:?}",
+                        claim.size
+                    ),
+                );
+            }
+            if let Some(class) = &claim.storage_class_name {
+                self.dns_subdomain("spec.podTemplate.dataVolumeClaim.storageClassName", class);
+            }
         }
         for (i, env) in pod.env.iter().enumerate() {
             if env.name.is_empty() {
@@ -2119,6 +2161,33 @@ spec:
             "Kubernetes object name",
         );
         semantic(
+            |m| m.metadata.name = Some("a".repeat(53)),
+            "metadata.name",
+            "at most 52 characters",
+        );
+        for bad in ["", "10 Gi", "10GB", "-1Gi", "0", "Gi"] {
+            semantic(
+                move |m| {
+                    m.spec.pod_template.data_volume_claim = Some(crate::job::DataVolumeClaim {
+                        size: bad.into(),
+                        storage_class_name: None,
+                    })
+                },
+                "spec.podTemplate.dataVolumeClaim.size",
+                "Kubernetes quantity",
+            );
+        }
+        semantic(
+            |m| {
+                m.spec.pod_template.data_volume_claim = Some(crate::job::DataVolumeClaim {
+                    size: "10Gi".into(),
+                    storage_class_name: Some("Fast SSD".into()),
+                })
+            },
+            "spec.podTemplate.dataVolumeClaim.storageClassName",
+            "Kubernetes object name",
+        );
+        semantic(
             |m| m.spec.pod_template.env[0].name = "RIVULET_TOKEN".into(),
             "spec.podTemplate.env[0].name",
             "set by the control plane",
@@ -2215,7 +2284,7 @@ spec:
                 "DNS-1123",
             );
         }
-        for good in ["a", "job-1", "0x", &"x".repeat(63)] {
+        for good in ["a", "job-1", "0x", &"x".repeat(52)] {
             let mut m = full();
             m.metadata.name = Some(good.to_string());
             assert_eq!(validate(&m), vec![], "{good}");

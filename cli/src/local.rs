@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rivulet_api::launch::{Restore, WORKER_BINARY};
-use rivulet_api::manifest::{SnapshotKind, SnapshotManifest};
 use rivulet_api::status::{SavepointStatus, WorkerStatus, FINAL_STATUS_FILE};
 use rivulet_api::{StreamJob, WorkerLaunch};
-use rivulet_control::observed::{RequestState, SavepointRequest, Snapshot, Snapshots, Workers};
+use rivulet_control::observed::{SavepointRequest, Snapshots, Workers};
 use rivulet_control::{Action, Deploy, Observed, Runtime};
-use rivulet_storage::{JobStore, StoreError};
+use rivulet_storage::{JobStore, SnapshotCatalog, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// Restarts of one worker (without becoming ready in between) after which the workers are
@@ -156,8 +155,8 @@ pub struct LocalRuntime {
     token: String,
     set: Option<Set>,
     http: ureq::Agent,
-    /// Completed snapshot manifests read so far (immutable once written), by kind and id.
-    manifests: BTreeMap<(u8, u64), SnapshotManifest>,
+    /// The job's completed snapshots, as read so far.
+    catalog: SnapshotCatalog,
     /// What happened since the last call, for the console.
     notes: Vec<String>,
 }
@@ -193,7 +192,7 @@ impl LocalRuntime {
             token,
             set: None,
             http,
-            manifests: BTreeMap::new(),
+            catalog: SnapshotCatalog::new(),
             notes: Vec::new(),
         };
         rt.adopt()?;
@@ -378,6 +377,7 @@ impl LocalRuntime {
             http,
         )
         .with_peers(&record.peers)
+        .with_deployment(record.deployment)
         .with_control_token(self.token.clone());
         if let Some(b) = &record.bootstrap {
             launch = launch.with_bootstrap(b.clone());
@@ -429,7 +429,7 @@ impl LocalRuntime {
     }
 
     /// Reaps, restarts and polls the current deployment's workers.
-    fn supervise(&mut self, newest_checkpoint: Option<&Snapshot>) {
+    fn supervise(&mut self) {
         let Some(mut set) = self.set.take() else {
             return;
         };
@@ -482,14 +482,9 @@ impl LocalRuntime {
             // Start it if it should run and does not.
             let due = slot.next_start.is_none_or(|t| Instant::now() >= t);
             if slot.proc.is_none() && slot.ended != Some(Ended::Clean) && due {
-                // A restart restores the worker's newest checkpoint once this deployment has
-                // taken one; before that, what the deployment was started from.
-                let own = newest_checkpoint.is_some_and(|c| c.time_ms >= record.started_ms);
-                let restore = if own {
-                    None
-                } else {
-                    record.restore.as_deref().map(Restore::parse)
-                };
+                // What the deployment was started from: a restarted worker continues from
+                // its deployment's own newest checkpoint instead, once it has one.
+                let restore = record.restore.as_deref().map(Restore::parse);
                 let launch = self.launch(&record, ordinal, restore);
                 match self.spawn(&launch) {
                     Ok(p) => {
@@ -545,67 +540,7 @@ impl LocalRuntime {
 
     async fn snapshots(&mut self, job: &StreamJob) -> Result<Snapshots, LocalError> {
         let store = JobStore::open(&job.spec.state.storage, &self.namespace, &self.name)?;
-        let mut listed = |kind: SnapshotKind, ids: Vec<u64>| -> Vec<u64> {
-            let k = kind as u8;
-            // Forget what storage no longer holds.
-            self.manifests
-                .retain(|(mk, id), _| *mk != k || ids.contains(id));
-            ids
-        };
-        let checkpoints = listed(
-            SnapshotKind::Checkpoint,
-            store.list_snapshots(SnapshotKind::Checkpoint).await?,
-        );
-        let savepoints = listed(
-            SnapshotKind::Savepoint,
-            store.list_snapshots(SnapshotKind::Savepoint).await?,
-        );
-        let snapshot = |m: &SnapshotManifest, kind| Snapshot {
-            id: m.id,
-            path: store.snapshot_url(kind, m.id),
-            size_bytes: m.state_size(),
-            time_ms: m.created_at_ms,
-            duration_ms: m.duration_ms,
-        };
-        // The newest completed checkpoint: the highest id with a manifest.
-        let mut latest_checkpoint = None;
-        for &id in checkpoints.iter().rev() {
-            if let Some(m) = self.manifest(&store, SnapshotKind::Checkpoint, id).await? {
-                latest_checkpoint = Some(snapshot(&m, SnapshotKind::Checkpoint));
-                break;
-            }
-        }
-        let mut out = Vec::new();
-        for &id in &savepoints {
-            if let Some(m) = self.manifest(&store, SnapshotKind::Savepoint, id).await? {
-                out.push(snapshot(&m, SnapshotKind::Savepoint));
-            }
-        }
-        Ok(Snapshots {
-            latest_checkpoint,
-            savepoints: out,
-        })
-    }
-
-    async fn manifest(
-        &mut self,
-        store: &JobStore,
-        kind: SnapshotKind,
-        id: u64,
-    ) -> Result<Option<SnapshotManifest>, LocalError> {
-        if let Some(m) = self.manifests.get(&(kind as u8, id)) {
-            return Ok(Some(m.clone()));
-        }
-        match store.read_manifest(kind, id).await {
-            Ok(m) => {
-                self.manifests.insert((kind as u8, id), m.clone());
-                Ok(Some(m))
-            }
-            // Not complete yet, or being deleted.
-            Err(StoreError::ObjectStore(object_store::Error::NotFound { .. })) => Ok(None),
-            Err(StoreError::Manifest { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.catalog.observe(&store).await?)
     }
 
     fn workers(&self) -> Option<Workers> {
@@ -719,7 +654,7 @@ impl LocalRuntime {
             board: None,
         });
         // The workers start on the next observation (supervision starts missing ones).
-        self.supervise(None);
+        self.supervise();
         Ok(())
     }
 
@@ -761,9 +696,7 @@ impl LocalRuntime {
     }
 
     async fn delete_savepoint(&mut self, path: &str) -> Result<(), LocalError> {
-        let (store, kind, id) = JobStore::for_snapshot_url(path)?;
-        store.delete_snapshot(kind, id).await?;
-        self.manifests.remove(&(kind as u8, id));
+        let id = self.catalog.delete(path, &Default::default()).await?;
         self.notes.push(format!("deleted savepoint {id}"));
         Ok(())
     }
@@ -825,24 +758,12 @@ impl Runtime for LocalRuntime {
     async fn observe(&mut self, job: &StreamJob, now_ms: i64) -> Result<Observed, LocalError> {
         let (generation, deleting) = rivulet_control::runtime::metadata_of(job);
         let snapshots = self.snapshots(job).await?;
-        self.supervise(snapshots.latest_checkpoint.as_ref());
-        let savepoint_request =
-            self.set
-                .as_ref()
-                .and_then(|s| s.board.as_ref())
-                .map(|b| SavepointRequest {
-                    stop: b.stop,
-                    requested_at_ms: b.requested_at_ms,
-                    state: match b.state.as_str() {
-                        "completed" => RequestState::Completed,
-                        "failed" => RequestState::Failed(
-                            b.error
-                                .clone()
-                                .unwrap_or_else(|| "the savepoint failed".into()),
-                        ),
-                        _ => RequestState::Pending,
-                    },
-                });
+        self.supervise();
+        let savepoint_request = self
+            .set
+            .as_ref()
+            .and_then(|s| s.board.as_ref())
+            .and_then(|b| SavepointRequest::newest_on_board(std::slice::from_ref(b)));
         Ok(Observed {
             now_ms,
             generation,

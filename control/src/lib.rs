@@ -9,6 +9,7 @@
 //!   rollback.
 //! - `delete`: deletion, with a bounded final savepoint.
 //! - `retention`: which savepoints are deleted.
+//! - [`rejected`]: the status of a spec the control plane refuses.
 //! - [`runtime`]: the [`Runtime`] trait a control plane observes and acts through.
 //!
 //! Runtimes (the local one behind `rivulet`, the Kubernetes one behind the operator) observe
@@ -19,6 +20,7 @@ pub mod desired;
 pub mod observed;
 mod operation;
 pub mod plan;
+pub mod rejected;
 mod retention;
 pub mod runtime;
 mod start;

@@ -109,3 +109,25 @@ pub enum RequestState {
     /// Given up, with the reason.
     Failed(String),
 }
+
+impl SavepointRequest {
+    /// The newest request on worker 0's board (`GET /savepoints`), as the planner reads it.
+    pub fn newest_on_board(
+        board: &[rivulet_api::status::SavepointStatus],
+    ) -> Option<SavepointRequest> {
+        let b = board.iter().max_by_key(|s| s.id)?;
+        Some(SavepointRequest {
+            stop: b.stop,
+            requested_at_ms: b.requested_at_ms,
+            state: match b.state.as_str() {
+                "completed" => RequestState::Completed,
+                "failed" => RequestState::Failed(
+                    b.error
+                        .clone()
+                        .unwrap_or_else(|| "the savepoint failed".into()),
+                ),
+                _ => RequestState::Pending,
+            },
+        })
+    }
+}

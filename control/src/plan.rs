@@ -292,6 +292,9 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .and_then(|w| w.failure.clone())
                 .unwrap_or_else(|| "the workers are failing".into());
+            if self.status.phase != Some(Phase::Failed) {
+                self.warning("WorkersFailing", reason.clone());
+            }
             self.degrade("WorkersFailing", reason);
         }
         if self.degraded.is_none() && self.status.operation.is_none() {

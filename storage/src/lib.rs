@@ -7,6 +7,10 @@
 //! fills from the job's credentials Secret. Everything lives under
 //! `<storage>/<namespace>/<job>/`.
 
+pub mod catalog;
+
+pub use catalog::SnapshotCatalog;
+
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -65,7 +69,18 @@ impl std::fmt::Debug for JobStore {
 impl JobStore {
     /// The job directory `<url>/<namespace>/<job>`.
     pub fn open(url: &str, namespace: &str, job: &str) -> Result<Self, StoreError> {
-        let (store, base, display) = open_url(url)?;
+        Self::open_with(url, namespace, job, &StoreEnv::default())
+    }
+
+    /// Like [`JobStore::open`], with `env` overriding this process's environment: the
+    /// operator reaches each job's storage with the credentials of the job's Secret.
+    pub fn open_with(
+        url: &str,
+        namespace: &str,
+        job: &str,
+        env: &StoreEnv,
+    ) -> Result<Self, StoreError> {
+        let (store, base, display) = open_url(url, env)?;
         let prefix = base.clone().join(namespace).join(job);
         Ok(JobStore {
             store,
@@ -77,6 +92,14 @@ impl JobStore {
     /// The job store and snapshot a snapshot-directory URL points at, e.g.
     /// `s3://b/p/ns/job/savepoints/00000000000000000007`.
     pub fn for_snapshot_url(url: &str) -> Result<(Self, SnapshotKind, u64), StoreError> {
+        Self::for_snapshot_url_with(url, &StoreEnv::default())
+    }
+
+    /// Like [`JobStore::for_snapshot_url`], with `env` overriding this process's environment.
+    pub fn for_snapshot_url_with(
+        url: &str,
+        env: &StoreEnv,
+    ) -> Result<(Self, SnapshotKind, u64), StoreError> {
         let trimmed = url.trim_end_matches('/');
         let bad = |reason: &str| StoreError::Url {
             url: url.to_string(),
@@ -95,7 +118,7 @@ impl JobStore {
                 _ => None,
             })
             .ok_or_else(|| bad("expected …/checkpoints/<id> or …/savepoints/<id>"))?;
-        let (store, prefix, display) = open_url(job_url)?;
+        let (store, prefix, display) = open_url(job_url, env)?;
         Ok((
             JobStore {
                 store,
@@ -293,7 +316,32 @@ impl JobStore {
 }
 
 /// Opens the store for a URL and returns it with the path prefix inside it.
-fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreError> {
+/// Environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) that override this process's for
+/// one store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreEnv(pub Vec<(String, String)>);
+
+impl StoreEnv {
+    /// The variable's value: the override, else this process's environment.
+    fn var(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    /// The overrides starting with `prefix`, as the builders' lowercase config keys.
+    fn keys<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (String, &'a str)> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+    }
+}
+
+fn open_url(url: &str, env: &StoreEnv) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreError> {
     let bad = |reason: String| StoreError::Url {
         url: url.to_string(),
         reason,
@@ -322,10 +370,21 @@ fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreErro
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = bucket_and_prefix(rest).map_err(bad)?;
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") {
+        for (key, value) in env.keys("AWS_") {
+            if let Ok(k) = key.parse::<object_store::aws::AmazonS3ConfigKey>() {
+                b = b.with_config(k, value);
+            }
+        }
+        if let Some(endpoint) = env.var("AWS_ENDPOINT_URL") {
+            b = b.with_endpoint(endpoint);
+        }
+        if env
+            .var("AWS_ALLOW_HTTP")
+            .is_some_and(|v| v == "true" || v == "1")
+        {
             b = b.with_allow_http(true);
         }
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        if env.var("AWS_REGION").is_none() && env.var("AWS_DEFAULT_REGION").is_none() {
             b = b.with_region("us-east-1");
         }
         let store = b.build()?;
@@ -333,16 +392,24 @@ fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String), StoreErro
     }
     if let Some(rest) = url.strip_prefix("gs://") {
         let (bucket, prefix) = bucket_and_prefix(rest).map_err(bad)?;
-        let store = GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(bucket)
-            .build()?;
+        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        for (key, value) in env.keys("GOOGLE_") {
+            if let Ok(k) = key.parse::<object_store::gcp::GoogleConfigKey>() {
+                b = b.with_config(k, value);
+            }
+        }
+        let store = b.build()?;
         return Ok((Arc::new(store), Path::from(prefix), url.to_string()));
     }
     if let Some(rest) = url.strip_prefix("az://") {
         let (container, prefix) = bucket_and_prefix(rest).map_err(bad)?;
-        let store = MicrosoftAzureBuilder::from_env()
-            .with_container_name(container)
-            .build()?;
+        let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+        for (key, value) in env.keys("AZURE_") {
+            if let Ok(k) = key.parse::<object_store::azure::AzureConfigKey>() {
+                b = b.with_config(k, value);
+            }
+        }
+        let store = b.build()?;
         return Ok((Arc::new(store), Path::from(prefix), url.to_string()));
     }
     Err(bad(

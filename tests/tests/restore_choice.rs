@@ -1,15 +1,18 @@
 //! The control plane's choice of state, through the worker's `--restore`: exactly a given
 //! snapshot even when the job has newer checkpoints (a rollback restores the savepoint taken
 //! before the upgrade), or no state at all (a `stateless` upgrade). Without it, a worker
-//! restores the job's newest checkpoint.
+//! restores the job's newest checkpoint. A worker restarted within its deployment
+//! (`--deployment`) continues from that deployment's own checkpoints, and stays stopped once
+//! the job was stopped with a savepoint.
 
 mod common;
 
-use common::cluster::{checkpoints_dir, Cluster, CATCH_UP_TIMEOUT};
+use common::cluster::{checkpoints_dir, Cluster, CATCH_UP_TIMEOUT, STOP_TIMEOUT};
 use common::{last_checkpoint, produce, serial, Input};
 
 use rivulet_api::launch::{env, Restore};
 use rivulet_api::manifest::snapshot_dir_name;
+use rivulet_api::status::FINAL_STATUS_FILE;
 use std::time::Duration;
 
 use rivulet_tests::{http_request, wait_until, Tansu};
@@ -22,22 +25,45 @@ fn records_in(s: &Value) -> u64 {
     s["recordsIn"].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn a_worker_restores_what_the_control_plane_chose() {
-    let _serial = serial();
+/// A broker with the job's topics, a directory with the job's manifest (every checkpoint
+/// kept, so an old one can be restored after newer ones), and the input.
+struct Setup {
+    broker: Tansu,
+    dir: tempfile::TempDir,
+    job: std::path::PathBuf,
+    input: Input,
+}
+
+fn setup() -> Setup {
     let broker = Tansu::start().expect("start tansu");
-    let bootstrap = broker.bootstrap();
     broker.create_topic("events", 2).unwrap();
     for topic in ["results", "dead"] {
         broker.create_topic(topic, 1).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    // Every checkpoint is kept, so the first one can be restored after newer ones.
-    let state = common::file_state(root, "heap", "500ms").replace("retain: 3", "retain: 1000");
+    let state =
+        common::file_state(dir.path(), "heap", "500ms").replace("retain: 3", "retain: 1000");
     let manifest = common::manifest(JOB, &common::windows_to_exactly_once_sink(), &state);
-    let job = common::write(root, "job.yaml", &manifest);
-    let input = Input::new(2, 1_000, 4_000, 20, 5);
+    let job = common::write(dir.path(), "job.yaml", &manifest);
+    Setup {
+        broker,
+        dir,
+        job,
+        input: Input::new(2, 1_000, 4_000, 20, 5),
+    }
+}
+
+#[test]
+fn a_worker_restores_what_the_control_plane_chose() {
+    let _serial = serial();
+    let Setup {
+        broker,
+        dir,
+        job,
+        input,
+    } = setup();
+    let bootstrap = broker.bootstrap();
+    let root = dir.path();
     let half = input.events / 2;
 
     // The first half, and a checkpoint holding it.
@@ -158,4 +184,131 @@ fn a_worker_restores_what_the_control_plane_chose() {
     );
     let log = c.tails();
     assert!(log.contains("00000000000000999999"), "{log}");
+}
+
+/// Worker 0's environment as part of deployment `d`, restoring `restore` when given.
+fn deployment(d: u64, restore: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![(env::DEPLOYMENT.to_string(), d.to_string())];
+    if let Some(r) = restore {
+        env.push((env::RESTORE.to_string(), r.to_string()));
+    }
+    env
+}
+
+/// A pod's container is restarted whatever its exit code, with the launch settings its
+/// deployment started with: it must neither run on after the job was stopped with a
+/// savepoint, nor go back to the deployment's starting point once the deployment has
+/// checkpointed.
+#[test]
+fn a_restarted_worker_keeps_to_its_deployment() {
+    let _serial = serial();
+    let Setup {
+        broker,
+        dir,
+        job,
+        input,
+    } = setup();
+    let bootstrap = broker.bootstrap();
+    let root = dir.path();
+    let half = input.events / 2;
+    let second_half = (input.events - half) as u64;
+
+    // Deployment 1 reads the first half and is stopped with a savepoint.
+    produce(&bootstrap, &input, 0..half, false);
+    let mut c = Cluster::start_with_env(1, &job, &bootstrap, root, &deployment(1, None));
+    let s = c.wait_all("the first half read", CATCH_UP_TIMEOUT, |_, s| {
+        records_in(s) == half as u64
+    });
+    assert_eq!(s[0]["deployment"].as_u64(), Some(1), "{}", s[0]);
+    let http = c.workers[0].http.clone();
+    let r = http_request(
+        &http,
+        "POST",
+        "/savepoints",
+        &[],
+        br#"{"stop": true}"#,
+        TIMEOUT,
+    )
+    .expect("POST /savepoints");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let exit = c.workers[0].process.wait_exit(STOP_TIMEOUT);
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "not stopped: {exit:?}\n{}",
+        c.tails()
+    );
+    let final_status: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.data_dir(0).join(FINAL_STATUS_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(final_status["stoppedWithSavepoint"], true, "{final_status}");
+    let savepoint = final_status["lastSavepoint"]["id"].as_u64().unwrap();
+    let savepoint_url = final_status["lastSavepoint"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Restarted as deployment 1, it stays stopped: not ready, reading nothing of what
+    // arrives, until a signal ends it.
+    c.restart(0);
+    c.wait_all("staying stopped", TIMEOUT * 6, |_, s| {
+        s["phase"] == "stopped" && s["stoppedWithSavepoint"] == true
+    });
+    produce(&bootstrap, &input, half..input.events, false);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.metric(0, "rivulet_records_in_total"),
+        0.0,
+        "{}",
+        c.tails()
+    );
+    let ready = http_request(&c.workers[0].http, "GET", "/readyz", &[], b"", TIMEOUT).unwrap();
+    assert_ne!(ready.status, 200);
+    assert!(c.workers[0].process.try_exit_status().is_none());
+    c.stop_all();
+
+    // Deployment 2 starts from the savepoint and checkpoints the second half.
+    let mut c = Cluster::start_with_env(
+        1,
+        &job,
+        &bootstrap,
+        root,
+        &deployment(2, Some(&savepoint_url)),
+    );
+    let s = c.wait_all("the second half read", CATCH_UP_TIMEOUT, |_, s| {
+        s["phase"] == "running" && records_in(s) == second_half
+    });
+    assert_eq!(s[0]["restoredFrom"].as_u64(), Some(savepoint), "{}", s[0]);
+    let own = last_checkpoint(&s[0]) + 2;
+    c.wait_checkpoint(own);
+
+    // Killed and started again exactly as before, it continues from its own checkpoint.
+    c.kill(0);
+    c.restart(0);
+    let s = c.wait_all("restarted", CATCH_UP_TIMEOUT, |_, s| {
+        s["phase"] == "running"
+    });
+    assert!(
+        s[0]["restoredFrom"].as_u64().is_some_and(|id| id >= own),
+        "restored {} instead of checkpoint {own} or later",
+        s[0]["restoredFrom"]
+    );
+    assert_eq!(records_in(&s[0]), 0, "{}", s[0]);
+    c.stop_all();
+
+    // Another deployment told to restore the savepoint restores exactly it.
+    let mut c = Cluster::start_with_env(
+        1,
+        &job,
+        &bootstrap,
+        root,
+        &deployment(3, Some(&savepoint_url)),
+    );
+    let s = c.wait_all(
+        "deployment 3 read the second half",
+        CATCH_UP_TIMEOUT,
+        |_, s| s["phase"] == "running" && records_in(s) == second_half,
+    );
+    assert_eq!(s[0]["restoredFrom"].as_u64(), Some(savepoint), "{}", s[0]);
+    c.stop_all();
 }

@@ -50,6 +50,11 @@ pub struct WorkerArgs {
     /// `spec.restoreFrom` when that is newer.
     #[arg(long, env = env::RESTORE)]
     pub restore: Option<String>,
+    /// The deployment this worker belongs to: its checkpoints carry it, a restart continues
+    /// from the deployment's own newest checkpoint rather than --restore, and after a
+    /// stop-with-savepoint a restarted worker of it stays stopped.
+    #[arg(long, env = env::DEPLOYMENT)]
+    pub deployment: Option<u64>,
     /// Only validate the manifest and exit.
     #[arg(long)]
     pub validate: bool,
@@ -106,6 +111,9 @@ mod tests {
                 WorkerLaunch::new("j.yaml", 0, 1, "d", "127.0.0.1:1").with_restore(restore.clone());
             let a = parse(&l);
             assert_eq!(a.restore.as_deref().map(Restore::parse), Some(restore));
+            assert_eq!(a.deployment, None);
         }
+        let a = parse(&WorkerLaunch::new("j.yaml", 0, 1, "d", "127.0.0.1:1").with_deployment(9));
+        assert_eq!(a.deployment, Some(9));
     }
 }

@@ -117,6 +117,7 @@ fn run() -> anyhow::Result<()> {
             .restore
             .as_deref()
             .map(rivulet_api::launch::Restore::parse),
+        deployment: args.deployment,
         fault,
     };
     run_worker(opts, shutdown, &rt)?;

@@ -298,27 +298,58 @@ pub async fn fetch_latest_checkpoint(
 ) -> Result<Option<Restored>, CheckpointError> {
     let ids = store.list_snapshots(SnapshotKind::Checkpoint).await?;
     for &id in ids.iter().rev() {
-        let dir = local_dir.join(rivulet_api::manifest::snapshot_dir_name(id));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        match fetch_snapshot(
-            store,
-            SnapshotKind::Checkpoint,
-            id,
-            key_groups.clone(),
-            &dir,
-        )
-        .await
-        {
-            Ok(r) => return Ok(Some(r)),
-            Err(e) => {
-                tracing::warn!(checkpoint = id, error = %e, "skipping checkpoint that cannot be restored");
-            }
+        if let Some(r) = try_checkpoint(store, id, key_groups.clone(), local_dir).await? {
+            return Ok(Some(r));
         }
     }
     Ok(None)
+}
+
+/// The newest checkpoint taken by `deployment`'s workers that can be restored, if any: what a
+/// restarted worker of that deployment continues from. Ids only grow, so the search stops
+/// at the first complete checkpoint of another deployment.
+pub async fn fetch_latest_checkpoint_of(
+    store: &JobStore,
+    deployment: u64,
+    key_groups: std::ops::Range<u32>,
+    local_dir: &Path,
+) -> Result<Option<Restored>, CheckpointError> {
+    let ids = store.list_snapshots(SnapshotKind::Checkpoint).await?;
+    for &id in ids.iter().rev() {
+        // No manifest (still being written, or torn): not a checkpoint.
+        let Ok(manifest) = store.read_manifest(SnapshotKind::Checkpoint, id).await else {
+            continue;
+        };
+        if manifest.deployment != Some(deployment) {
+            return Ok(None);
+        }
+        if let Some(r) = try_checkpoint(store, id, key_groups.clone(), local_dir).await? {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// Checkpoint `id` downloaded into a fresh directory under `local_dir`, or `None` (logged)
+/// when it cannot be restored.
+async fn try_checkpoint(
+    store: &JobStore,
+    id: u64,
+    key_groups: std::ops::Range<u32>,
+    local_dir: &Path,
+) -> Result<Option<Restored>, CheckpointError> {
+    let dir = local_dir.join(rivulet_api::manifest::snapshot_dir_name(id));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    match fetch_snapshot(store, SnapshotKind::Checkpoint, id, key_groups, &dir).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            tracing::warn!(checkpoint = id, error = %e, "skipping checkpoint that cannot be restored");
+            Ok(None)
+        }
+    }
 }
 
 /// The highest snapshot id present (with or without manifest), so new ids never collide.

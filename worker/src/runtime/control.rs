@@ -252,6 +252,7 @@ impl Worker {
                 .iter()
                 .flat_map(|r| r.pending_output.iter().cloned())
                 .collect(),
+            deployment: self.opts.deployment,
         }
     }
 }

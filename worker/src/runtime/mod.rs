@@ -47,7 +47,7 @@ use crate::checkpoint::{self, CheckpointError, SnapshotWriter};
 use crate::coordinator::{Control, Coordinator, Request};
 use crate::kafka::sink::{KafkaSink, SinkError};
 use crate::kafka::source::{KafkaSource, SourceError};
-use crate::metrics::{CheckpointInfo, Metrics, SharedStatus};
+use crate::metrics::{CheckpointInfo, Metrics, SharedStatus, Status};
 use crate::output::{Destination, OutRecord};
 use crate::record::SourceRecord;
 use crate::savepoints::SavepointBoard;
@@ -119,6 +119,8 @@ pub struct WorkerOptions {
     /// What the control plane chose to restore (`None`: the newest checkpoint, or
     /// `spec.restoreFrom` when newer).
     pub restore: Option<rivulet_api::launch::Restore>,
+    /// The deployment this worker belongs to (see [`rivulet_api::launch::WorkerLaunch`]).
+    pub deployment: Option<u64>,
     pub fault: Option<Fault>,
 }
 
@@ -533,6 +535,22 @@ pub fn run_worker(
     tracing::info!(address = %bound, "http listening");
     std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
     let final_status = opts.data_dir.join(FINAL_STATUS_FILE);
+    if let Some(stopped) = stopped_earlier(&final_status, opts.deployment) {
+        // Restarted (a pod's container is, whatever its exit code) after the job was
+        // stopped with a savepoint: running again would process past the savepoint the next
+        // deployment restores. Stay stopped, answering /status, until told to exit.
+        tracing::info!(
+            deployment = ?opts.deployment,
+            savepoint = ?stopped.last_savepoint.as_ref().map(|s| s.id),
+            "this deployment was stopped with a savepoint: staying stopped"
+        );
+        status.update(|s| *s = stopped);
+        status.set_ready(false);
+        while !shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(());
+    }
     let _ = std::fs::remove_file(&final_status);
     let result = run_attempts(Arc::new(opts), &shutdown, rt, &metrics, &status, &board);
     if let Err(e) = &result {
@@ -598,6 +616,10 @@ fn run_attempts(
         match outcome {
             Ok(Outcome::Stopped) => {
                 worker.publish_status("stopped");
+                if !shutdown.load(Ordering::Relaxed) {
+                    // Stopped by the job (a stop-with-savepoint), not by a signal.
+                    status.update(|s| s.stopped_with_savepoint = true);
+                }
                 if opts.index == 0 && status.get().last_savepoint.is_some() {
                     // Whoever asked for the savepoint polls for its path: answer a little
                     // longer, until it has read it (the path also stays in the final
@@ -628,6 +650,16 @@ fn run_attempts(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The final status a worker of `deployment` left when the job was stopped with a
+/// savepoint, if this data directory holds one.
+fn stopped_earlier(final_status: &Path, deployment: Option<u64>) -> Option<Status> {
+    let deployment = deployment?;
+    let text = std::fs::read_to_string(final_status).ok()?;
+    let s: Status = serde_json::from_str(&text).ok()?;
+    (s.stopped_with_savepoint && s.phase == "stopped" && s.deployment == Some(deployment))
+        .then_some(s)
 }
 
 /// The address to listen on for a peer entry `host:port`: every interface, that port.

@@ -61,6 +61,7 @@ impl Worker {
             s.namespace = ns.clone();
             s.worker = opts.index;
             s.parallelism = opts.parallelism;
+            s.deployment = opts.deployment;
             s.phase = "restoring".into();
         });
 
@@ -88,10 +89,30 @@ impl Worker {
             || initial
                 .as_ref()
                 .is_some_and(|(_, (s, _, id))| s.url() == store.url() && *id > newest_checkpoint);
-        if chosen == Some(&Restore::Empty) {
-            tracing::info!("starting with no state, as the control plane chose");
+        // A worker of a deployment that has checkpointed since it started (this one was
+        // restarted) continues from there, not from what the deployment started from.
+        let own = match (chosen, opts.deployment) {
+            (Some(_), Some(d)) => rt.block_on(checkpoint::fetch_latest_checkpoint_of(
+                &store,
+                d,
+                key_groups.clone(),
+                &restore_dir,
+            ))?,
+            _ => None,
+        };
+        match &own {
+            Some(r) => tracing::info!(
+                checkpoint = r.manifest.id,
+                "restarted: continuing from this deployment's newest checkpoint"
+            ),
+            None if chosen == Some(&Restore::Empty) => {
+                tracing::info!("starting with no state, as the control plane chose")
+            }
+            None => {}
         }
-        let mut restored = if savepoint_first {
+        let mut restored = if own.is_some() {
+            own
+        } else if savepoint_first {
             None
         } else {
             rt.block_on(checkpoint::fetch_latest_checkpoint(

@@ -3,7 +3,9 @@
 //!
 //! Each channel carries records and its upstream's watermark marks in order. The operator's
 //! watermark is the minimum over the channels that are not idle (none until each of them has
-//! a watermark). Records are buffered and handed to the operator in chunks; a chunk is cut
+//! a watermark); when every channel is idle (every upstream has read everything), it is the
+//! minimum over the channels that have a watermark, the rule each source applies to its
+//! partitions, so the result never depends on which upstream turned idle first. Records are buffered and handed to the operator in chunks; a chunk is cut
 //! wherever the watermark could fire a window, so results do not depend on how records were
 //! grouped into batches or frames.
 
@@ -75,14 +77,9 @@ impl KeyedStage {
             .filter(|w| *w > i64::MIN)
     }
 
-    /// The minimum watermark over the active channels.
+    /// The operator's input watermark over the channels (see [`combined`]).
     fn combined(&self) -> Option<i64> {
-        let mut min: Option<i64> = None;
-        for c in self.channels.iter().filter(|c| !c.idle) {
-            let v = c.value?;
-            min = Some(min.map_or(v, |m| m.min(v)));
-        }
-        min
+        combined(&self.channels)
     }
 
     /// Hands `items` from `channel` to the operator; [`Origin::Batch`] records index `batch`.
@@ -224,5 +221,45 @@ impl KeyedStage {
             .watermark_delay_ms
             .set(now.saturating_sub(op.watermark()).max(0));
         Ok(())
+    }
+}
+
+/// The minimum watermark over the channels that are not idle (`None` while one of them has
+/// none); when every channel is idle, the minimum over those that have a watermark.
+fn combined(channels: &[Channel]) -> Option<i64> {
+    let mut active = channels.iter().filter(|c| !c.idle).peekable();
+    if active.peek().is_none() {
+        return channels.iter().filter_map(|c| c.value).min();
+    }
+    let mut min: Option<i64> = None;
+    for c in active {
+        let v = c.value?;
+        min = Some(min.map_or(v, |m| m.min(v)));
+    }
+    min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(value: Option<i64>, idle: bool) -> Channel {
+        Channel { value, idle }
+    }
+
+    #[test]
+    fn combined_watermark_over_channels() {
+        // Active channels decide; one without a watermark holds everything back.
+        assert_eq!(combined(&[ch(Some(5), false), ch(Some(9), false)]), Some(5));
+        assert_eq!(combined(&[ch(Some(5), false), ch(None, false)]), None);
+        // Idle channels are left out while another is active.
+        assert_eq!(combined(&[ch(Some(1), true), ch(Some(9), false)]), Some(9));
+        assert_eq!(combined(&[ch(None, true), ch(Some(9), false)]), Some(9));
+        // Every channel idle: the minimum over those with a watermark, whichever turned
+        // idle first.
+        assert_eq!(combined(&[ch(Some(7), true)]), Some(7));
+        assert_eq!(combined(&[ch(Some(7), true), ch(Some(3), true)]), Some(3));
+        assert_eq!(combined(&[ch(None, true), ch(Some(3), true)]), Some(3));
+        assert_eq!(combined(&[ch(None, true), ch(None, true)]), None);
     }
 }
