@@ -94,7 +94,13 @@ pub async fn run(
         .with_identity(&election.identity)
         .with_duration(election.duration_secs)
         .with_grace(election.grace_secs)
-        .with_field_manager(crate::settings::FIELD_MANAGER)
+        // One field manager per replica: the API server's apply conflicts on
+        // `holderIdentity` are what keep two replicas from both taking the Lease.
+        .with_field_manager(format!(
+            "{}-{}",
+            crate::settings::FIELD_MANAGER,
+            election.identity
+        ))
         .build()
         .await?;
     let (mut leader, lease_task) = manager.watch().await;
@@ -108,17 +114,17 @@ pub async fn run(
         metrics.set_leader(true);
         // The controllers stop when the lease is lost or the process is told to stop.
         let (lost_tx, lost_rx) = watch::channel(false);
-        let mut watch_leader = leader.clone();
-        let mut watch_stop = stop.clone();
-        let relay = tokio::spawn(async move {
+        let lost = async {
             tokio::select! {
-                _ = watch_leader.wait_for(|l| !*l) => {}
-                _ = watch_stop.wait_for(|s| *s) => {}
+                _ = leader.wait_for(|l| !*l) => {}
+                _ = stop.wait_for(|s| *s) => {}
             }
             let _ = lost_tx.send(true);
-        });
-        controllers(&client, &options.namespaces, ctx.clone(), lost_rx).await;
-        relay.abort();
+        };
+        tokio::join!(
+            controllers(&client, &options.namespaces, ctx.clone(), lost_rx),
+            lost
+        );
         metrics.set_leader(false);
         if *stop.borrow() {
             break;

@@ -831,3 +831,206 @@ async fn an_upgrade_never_runs_two_deployments_at_once() {
         sim.events
     );
 }
+
+impl Sim {
+    fn new(run: &Running) -> Sim {
+        Sim {
+            job: run.deployed.job.clone(),
+            sts: Some(run.deployed.sts.clone()),
+            pods: vec![pod(0, 1, true), pod(1, 1, true)],
+            config: None,
+            token_secret: run.deployed.token_secret.clone(),
+            storage_secret: storage_secret(&run.moto),
+            writes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Reconciles until `done` holds (at most ten times).
+    async fn until(
+        &mut self,
+        api: &mut ApiServer,
+        ctx: &Arc<Context>,
+        what: &str,
+        done: impl Fn(&Sim) -> bool,
+    ) {
+        for _ in 0..10 {
+            if done(self) {
+                return;
+            }
+            self.reconcile(api, ctx).await;
+        }
+        assert!(
+            done(self),
+            "{what}: not after 10 reconciles; writes {:?}\nstatus {}",
+            self.writes,
+            self.job["status"]
+        );
+    }
+}
+
+/// Worker 0 completes savepoint request `n` (1-based) as snapshot `id`; with `stopped`, the
+/// workers then report the job stopped.
+fn complete_savepoint(run: &Running, n: usize, id: u64, stopped: bool) -> String {
+    let path = put_savepoint(&run.moto, id);
+    let mut w = run.worker.state.lock().unwrap();
+    let r = &mut w.board[n - 1];
+    r["state"] = json!("completed");
+    r["snapshotId"] = json!(id);
+    r["path"] = json!(path.clone());
+    if stopped {
+        w.status["phase"] = json!("stopped");
+        w.status["stoppedWithSavepoint"] = json!(true);
+    }
+    path
+}
+
+/// A changed `savepointTrigger` takes a savepoint of the running job (no stop, nothing
+/// redeployed), recorded in the status' savepoint history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_trigger_takes_a_savepoint_and_records_it() {
+    let mut run = running_job().await;
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["savepointTrigger"] = json!("2026-12-01-a");
+    sim.job["metadata"]["generation"] = json!(2);
+    sim.reconcile(&mut run.api, &run.ctx).await;
+    assert_eq!(sim.phase(), "Savepointing");
+    assert_eq!(
+        run.worker.state.lock().unwrap().requested,
+        vec![json!({"stop": false})]
+    );
+    let path = complete_savepoint(&run, 1, 5, false);
+    sim.until(&mut run.api, &run.ctx, "savepoint recorded", |s| {
+        s.phase() == "Running" && s.job["status"]["lastSavepoint"]["path"] == json!(path)
+    })
+    .await;
+    let history = &sim.job["status"]["savepoints"];
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    // Nothing was stopped or redeployed.
+    assert!(
+        sim.writes.iter().all(|w| w.ends_with("/status")),
+        "{:?}",
+        sim.writes
+    );
+    assert!(sim.events.iter().any(|e| e == "SavepointCompleted"));
+    assert_eq!(run.worker.state.lock().unwrap().requested.len(), 1);
+}
+
+/// `jobState: suspended` stops with a savepoint and leaves the StatefulSet at zero;
+/// `running` again deploys a new deployment restoring that savepoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_keeps_a_savepoint_and_resume_restores_it() {
+    let mut run = running_job().await;
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["jobState"] = json!("suspended");
+    sim.job["metadata"]["generation"] = json!(2);
+    sim.reconcile(&mut run.api, &run.ctx).await;
+    assert_eq!(sim.phase(), "Suspending");
+    assert_eq!(
+        run.worker.state.lock().unwrap().requested,
+        vec![json!({"stop": true})]
+    );
+    let savepoint = complete_savepoint(&run, 1, 6, true);
+    sim.until(&mut run.api, &run.ctx, "scaled down", |s| {
+        s.writes.iter().any(|w| w.ends_with("/scale"))
+    })
+    .await;
+    sim.pods.clear();
+    sim.until(&mut run.api, &run.ctx, "suspended", |s| {
+        s.phase() == "Suspended"
+    })
+    .await;
+    assert_eq!(sim.sts.as_ref().unwrap()["spec"]["replicas"], 0);
+    assert!(sim.config.is_none(), "nothing is deployed while suspended");
+    assert_eq!(sim.job["status"]["parallelism"], 0);
+
+    // Resume.
+    sim.job["spec"]["jobState"] = json!("running");
+    sim.job["metadata"]["generation"] = json!(3);
+    {
+        let mut w = run.worker.state.lock().unwrap();
+        w.status["phase"] = json!("running");
+        w.status["stoppedWithSavepoint"] = json!(false);
+        w.status["deployment"] = json!(2);
+    }
+    sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
+        .await;
+    let config = sim.config.clone().unwrap();
+    assert_eq!(config["data"]["RIVULET_DEPLOYMENT"], "2");
+    // The savepoint is the newest snapshot: the workers restore it by default, or by name.
+    let restore = config["data"]["RIVULET_RESTORE"].as_str();
+    assert!(
+        restore.is_none() || restore == Some(savepoint.as_str()),
+        "{config}"
+    );
+    assert_eq!(sim.sts.as_ref().unwrap()["spec"]["replicas"], 2);
+    sim.pods = vec![pod(0, 2, true), pod(1, 2, true)];
+    sim.until(&mut run.api, &run.ctx, "running again", |s| {
+        s.phase() == "Running"
+    })
+    .await;
+}
+
+/// `kubectl scale sj clicks --replicas 3`: a rescale through a savepoint, the new
+/// deployment at parallelism 3 restoring it (its key groups redistributed by the workers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescale_goes_through_a_savepoint_to_the_new_parallelism() {
+    let mut run = running_job().await;
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["parallelism"] = json!(3);
+    sim.job["metadata"]["generation"] = json!(2);
+    sim.reconcile(&mut run.api, &run.ctx).await;
+    assert_eq!(sim.phase(), "Rescaling");
+    let savepoint = complete_savepoint(&run, 1, 8, true);
+    sim.until(&mut run.api, &run.ctx, "scaled down", |s| {
+        s.writes.iter().any(|w| w.ends_with("/scale"))
+    })
+    .await;
+    assert!(sim.config.is_none());
+    sim.pods.clear();
+    sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
+        .await;
+    let config = sim.config.clone().unwrap();
+    assert_eq!(config["data"]["RIVULET_PARALLELISM"], "3");
+    assert_eq!(config["data"]["RIVULET_RESTORE"], savepoint.as_str());
+    assert_eq!(sim.sts.as_ref().unwrap()["spec"]["replicas"], 3);
+    sim.pods = (0..3).map(|i| pod(i, 2, true)).collect();
+    run.worker.state.lock().unwrap().status["deployment"] = json!(2);
+    sim.until(&mut run.api, &run.ctx, "running at 3", |s| {
+        s.phase() == "Running" && s.job["status"]["parallelism"] == 3
+    })
+    .await;
+}
+
+/// `upgradeMode: stateless` and `last-state` take no savepoint: the workers are stopped
+/// (each takes a final checkpoint on SIGTERM), then the new spec starts with no state, or
+/// from the newest checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_and_last_state_upgrades_stop_then_deploy_without_a_savepoint() {
+    for (mode, restore) in [("stateless", Some("none")), ("last-state", None)] {
+        let mut run = running_job().await;
+        let mut sim = Sim::new(&run);
+        sim.job["spec"]["upgradeMode"] = json!(mode);
+        sim.job["spec"]["pipeline"]["aggregates"] = json!([{"name": "c", "fn": "count"}]);
+        sim.job["metadata"]["generation"] = json!(2);
+        sim.until(&mut run.api, &run.ctx, "scaled down", |s| {
+            s.writes.iter().any(|w| w.ends_with("/scale"))
+        })
+        .await;
+        assert!(
+            run.worker.state.lock().unwrap().requested.is_empty(),
+            "{mode}: a savepoint was asked for"
+        );
+        assert!(sim.config.is_none(), "{mode}");
+        sim.pods.clear();
+        sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
+            .await;
+        let config = sim.config.clone().unwrap();
+        assert_eq!(config["data"]["RIVULET_DEPLOYMENT"], "2", "{mode}");
+        assert_eq!(
+            config["data"]["RIVULET_RESTORE"].as_str(),
+            restore,
+            "{mode}: {config}"
+        );
+    }
+}
