@@ -1,6 +1,6 @@
-//! The workers' HTTP API as the operator calls it: each worker's `/status` and `/readyz`,
-//! and worker 0's savepoint board (`GET /savepoints`, `POST /savepoints`) with the job's
-//! bearer token. Every call is bounded by a short timeout: a worker that does not answer is
+//! The workers' HTTP API as the operator calls it: each worker's `/status` (readiness is the
+//! pod's Ready condition, from the `/readyz` probe), and worker 0's savepoint board
+//! (`GET /savepoints`, `POST /savepoints`) with the job's bearer token. Every call is bounded by a short timeout: a worker that does not answer is
 //! observed as not ready, never waited on.
 
 use std::time::Duration;
@@ -56,15 +56,6 @@ impl WorkerApi {
             return None;
         }
         serde_json::from_slice(&r.bytes().await.ok()?).ok()
-    }
-
-    /// `GET /readyz` answered 200.
-    pub async fn ready(&self, base: &str) -> bool {
-        self.http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
     }
 
     /// Worker 0's savepoint requests, oldest first.
