@@ -403,6 +403,44 @@ impl StreamJob {
     }
 }
 
+/// The CRD's `openAPIV3Schema` as the API server checks an object against it with
+/// `kubectl apply --validate=strict`: `apiVersion` and `kind` pinned, `metadata` left to the
+/// server, and every object schema closed (an unknown field is an error) unless it
+/// preserves unknown fields. A JSON Schema, for tools and tests that check objects
+/// without an API server.
+pub fn strict_schema() -> serde_json::Value {
+    let crd = serde_json::to_value(StreamJob::crd()).unwrap_or_default();
+    let mut schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    schema["properties"]["metadata"] = serde_json::json!({"type": "object"});
+    schema["properties"]["apiVersion"] =
+        serde_json::json!({"type": "string", "enum": [API_VERSION]});
+    schema["properties"]["kind"] = serde_json::json!({"type": "string", "enum": [KIND]});
+    closed(schema)
+}
+
+/// `node` with `additionalProperties: false` on every object schema that lists its
+/// properties and does not preserve unknown fields.
+fn closed(mut node: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = node.as_object_mut() {
+        let free =
+            obj.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true));
+        if obj.contains_key("properties") && !obj.contains_key("additionalProperties") && !free {
+            obj.insert(
+                "additionalProperties".into(),
+                serde_json::Value::Bool(false),
+            );
+        }
+        for (_, child) in obj.iter_mut() {
+            *child = closed(child.take());
+        }
+    } else if let Some(items) = node.as_array_mut() {
+        for item in items {
+            *item = closed(item.take());
+        }
+    }
+    node
+}
+
 /// The CustomResourceDefinition as YAML, as `rivulet crd` prints it and `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     let body = serde_yaml::to_string(&StreamJob::crd())?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
-use rivulet_api::job::{crd_yaml, StreamJob, StreamJobSpec};
+use rivulet_api::job::{crd_yaml, strict_schema, StreamJob, StreamJobSpec};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -181,24 +181,6 @@ fn schema_is_structural_and_every_field_is_described() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The schema as `kubectl apply --validate=strict` uses it: unknown fields are errors.
-fn strict(mut node: Value) -> Value {
-    if let Some(obj) = node.as_object_mut() {
-        let free = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
-        if obj.contains_key("properties") && !obj.contains_key("additionalProperties") && !free {
-            obj.insert("additionalProperties".into(), json!(false));
-        }
-        for (_, child) in obj.iter_mut() {
-            *child = strict(child.take());
-        }
-    } else if let Some(items) = node.as_array_mut() {
-        for item in items {
-            *item = strict(item.take());
-        }
-    }
-    node
-}
-
 fn manifests() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in ["examples", "bench/queries"] {
@@ -217,13 +199,7 @@ fn manifests() -> Vec<PathBuf> {
 
 #[test]
 fn shipped_manifests_validate_against_the_schema_and_its_rules() {
-    let mut schema = schema();
-    // The API server checks these itself; the CRD's schema leaves them out.
-    schema["properties"]["metadata"] = json!({"type": "object"});
-    schema["properties"]["apiVersion"] =
-        json!({"type": "string", "enum": ["rivulet.dev/v1alpha1"]});
-    schema["properties"]["kind"] = json!({"type": "string", "enum": ["StreamJob"]});
-    let validator = jsonschema::validator_for(&strict(schema)).expect("the schema compiles");
+    let validator = jsonschema::validator_for(&strict_schema()).expect("the schema compiles");
     let files = manifests();
     assert!(files.len() >= 7, "{files:?}");
     for path in files {
@@ -246,7 +222,7 @@ fn shipped_manifests_validate_against_the_schema_and_its_rules() {
 
 #[test]
 fn a_typo_is_rejected_by_the_schema_too() {
-    let validator = jsonschema::validator_for(&strict(schema()["properties"]["spec"].clone()))
+    let validator = jsonschema::validator_for(&strict_schema()["properties"]["spec"])
         .expect("the schema compiles");
     let yaml = std::fs::read_to_string(repo().join("examples/clicks.yaml")).expect("example");
     let mut value: Value = serde_yaml::from_str(&yaml).expect("YAML");

@@ -146,19 +146,27 @@ impl<'a> KubernetesRuntime<'a> {
                     }
                 });
             let deleting = pod.metadata.deletion_timestamp.is_some();
-            let worker_status = match (&base_url, deleting) {
-                (Some(base), false) => self.workers.status(base).await,
-                _ => None,
-            };
             out.push(PodView {
                 name,
                 index: labels.get(POD_INDEX_LABEL).and_then(|i| i.parse().ok()),
                 deployment: labels.get(DEPLOYMENT_LABEL).and_then(|d| d.parse().ok()),
                 ready: ready && !deleting,
-                base_url,
-                status: worker_status,
+                base_url: base_url.filter(|_| !deleting),
+                status: None,
                 failure,
             });
+        }
+        // Every worker at once: one that does not answer costs one timeout, not one each.
+        let workers = &self.workers;
+        let statuses = futures::future::join_all(out.iter().map(|p| async move {
+            match &p.base_url {
+                Some(base) => workers.status(base).await,
+                None => None,
+            }
+        }))
+        .await;
+        for (pod, status) in out.iter_mut().zip(statuses) {
+            pod.status = status;
         }
         out.sort_by_key(|p| p.index);
         Ok(out)

@@ -2,20 +2,22 @@
 //! leader election that lets only one of several replicas act, the metrics server, and a
 //! graceful stop on SIGTERM.
 //!
-//! Only the leader runs controllers. An instance that loses its lease stops its controllers
-//! at once (a reconcile in flight finishes its current request) and stands by; the lease
-//! (`coordination.k8s.io/v1`, held through server-side apply by `kube-lease-manager`)
-//! passes to another once it expires.
+//! Only the leader runs controllers. An instance that loses its lease, or fails to renew
+//! it, stops its controllers at once (a reconcile in flight finishes its current request)
+//! and stands by; the lease (`coordination.k8s.io/v1`, held through server-side apply by
+//! `kube-lease-manager`) passes to another once it expires.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
 use kube::runtime::{watcher, Controller};
 use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use rivulet_api::job::StreamJob;
 use tokio::sync::watch;
 
@@ -50,8 +52,6 @@ pub struct Election {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("metrics server on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -65,7 +65,7 @@ pub async fn run(
     client: Client,
     options: RunOptions,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let addr = options.metrics_addr;
     let bound = {
@@ -89,7 +89,98 @@ pub async fn run(
         controllers(&client, &options.namespaces, ctx, stop).await;
         return Ok(());
     };
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+    lead(&client, &options, election, ctx, &metrics, stop).await;
+    Ok(())
+}
+
+/// Stands by for the Lease, runs the controllers while holding it, and steps down when it
+/// is lost or a renewal fails; returns when `stop` turns true, releasing the Lease.
+///
+/// A renewal that fails (the API server refused it, or could not be reached) steps down at
+/// once: the lease may expire before the next attempt, and another replica may then take
+/// it, so acting on would risk two leaders. The election starts afresh after a backoff,
+/// and an instance that still holds the Lease leads again at once.
+async fn lead(
+    client: &Client,
+    options: &RunOptions,
+    election: &Election,
+    ctx: Arc<Context>,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut delays = lease_backoff(election);
+    loop {
+        let manager = tokio::select! {
+            m = lease_manager(client, election) => m,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let manager = match manager {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %election.lease_name, "cannot read the leader lease; retrying");
+                if pause(&mut delays, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        tracing::info!(identity = %election.identity, "standing by for the leader lease");
+        let acquired = tokio::select! {
+            r = manager.changed() => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match acquired {
+            None => return release(&manager).await,
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => continue,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "leader election; retrying");
+                if pause(&mut delays, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        delays = lease_backoff(election);
+        tracing::info!(identity = %election.identity, "leading: running the controllers");
+        metrics.set_leader(true);
+        // The controllers stop when the lease is lost, a renewal fails, or the process is
+        // told to stop.
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let held = async {
+            let outcome = tokio::select! {
+                r = holding(&manager) => Some(r),
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let _ = lost_tx.send(true);
+            outcome
+        };
+        let (_, outcome) = tokio::join!(
+            controllers(client, &options.namespaces, ctx.clone(), lost_rx),
+            held
+        );
+        metrics.set_leader(false);
+        match outcome {
+            None => return release(&manager).await,
+            Some(Ok(())) => {
+                tracing::warn!(identity = %election.identity, "lost the leader lease: controllers stopped");
+            }
+            Some(Err(e)) => {
+                tracing::warn!(identity = %election.identity, error = %e, "renewing the leader lease failed: controllers stopped");
+                if pause(&mut delays, &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A fresh manager of the Lease (it starts as not leading).
+async fn lease_manager(
+    client: &Client,
+    election: &Election,
+) -> Result<LeaseManager, kube_lease_manager::LeaseManagerError> {
+    LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&election.lease_namespace)
         .with_identity(&election.identity)
         .with_duration(election.duration_secs)
@@ -102,43 +193,44 @@ pub async fn run(
             election.identity
         ))
         .build()
-        .await?;
-    let (mut leader, lease_task) = manager.watch().await;
+        .await
+}
+
+/// Renews the Lease until it is lost (`Ok`) or a renewal fails (`Err`).
+async fn holding(manager: &LeaseManager) -> Result<(), kube_lease_manager::LeaseManagerError> {
     loop {
-        tracing::info!(identity = %election.identity, "standing by for the leader lease");
-        tokio::select! {
-            r = leader.wait_for(|l| *l) => if r.is_err() { break },
-            _ = stop.wait_for(|s| *s) => break,
+        if !manager.changed().await? {
+            return Ok(());
         }
-        tracing::info!(identity = %election.identity, "leading: running the controllers");
-        metrics.set_leader(true);
-        // The controllers stop when the lease is lost or the process is told to stop.
-        let (lost_tx, lost_rx) = watch::channel(false);
-        let lost = async {
-            tokio::select! {
-                _ = leader.wait_for(|l| !*l) => {}
-                _ = stop.wait_for(|s| *s) => {}
-            }
-            let _ = lost_tx.send(true);
-        };
-        tokio::join!(
-            controllers(&client, &options.namespaces, ctx.clone(), lost_rx),
-            lost
-        );
-        metrics.set_leader(false);
-        if *stop.borrow() {
-            break;
-        }
-        tracing::warn!(identity = %election.identity, "lost the leader lease: controllers stopped");
     }
-    // Closing the channel releases the lease for the next leader.
-    drop(leader);
-    match lease_task.await {
-        Ok(Ok(_)) => tracing::info!("leader lease released"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader lease"),
-        Err(e) => tracing::warn!(error = %e, "the lease task ended abnormally"),
+}
+
+async fn release(manager: &LeaseManager) {
+    match manager.release().await {
+        Ok(()) => tracing::info!("leader lease released"),
+        Err(e) => tracing::warn!(error = %e, "releasing the leader lease"),
     }
-    Ok(())
+}
+
+/// Delays between election attempts after errors: 1 s doubling to the lease's duration.
+fn lease_backoff(election: &Election) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(election.duration_secs.max(1)))
+        .without_max_times()
+        .build()
+}
+
+/// Waits the next delay; true when `stop` turned true meanwhile.
+async fn pause(
+    delays: &mut impl Iterator<Item = Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let delay = delays.next().unwrap_or(Duration::from_secs(1));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
 }
 
 /// Runs one controller per namespace (or one for all) until `stop` turns true.

@@ -28,11 +28,13 @@ struct Cluster {
     /// The field manager that owns `spec.holderIdentity`.
     holder_owner: Option<String>,
     version: u64,
-    /// (instance, method, path) of every request that is not about the Lease.
-    log: Vec<(String, String, String)>,
+    /// (instance, method, path, when) of every request that is not about the Lease.
+    log: Vec<(String, String, String, Instant)>,
     storage_secret: Value,
     /// Instances whose requests no longer reach the server (their process is gone).
     dead: Vec<String>,
+    /// Instances whose Lease requests fail (503) while the rest of theirs still work.
+    lease_cut: Vec<String>,
 }
 
 fn respond(status: u16, body: &Value) -> Response<Body> {
@@ -173,6 +175,14 @@ fn client(cluster: Arc<Mutex<Cluster>>, instance: &str) -> Client {
                 .is_some_and(|v| v.starts_with("application/apply-patch"));
             if path == LEASE || path == "/apis/coordination.k8s.io/v1/namespaces/ops/leases" {
                 let mut c = cluster.lock().unwrap();
+                if c.lease_cut.contains(&instance) {
+                    return Ok(respond(
+                        503,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "ServiceUnavailable", "code": 503,
+                                "message": "the server is currently unable to handle the request"}),
+                    ));
+                }
                 return Ok::<_, kube::Error>(c.lease(&method, manager.as_deref(), apply, &body));
             }
             let watch = query.contains("watch=true");
@@ -185,7 +195,12 @@ fn client(cluster: Arc<Mutex<Cluster>>, instance: &str) -> Client {
                     .unwrap());
             }
             let mut c = cluster.lock().unwrap();
-            c.log.push((instance.clone(), method.clone(), path.clone()));
+            c.log.push((
+                instance.clone(),
+                method.clone(),
+                path.clone(),
+                Instant::now(),
+            ));
             let response = match (method.as_str(), path.as_str()) {
                 ("GET", "/apis/rivulet.dev/v1alpha1/streamjobs") => respond(
                     200,
@@ -245,8 +260,8 @@ fn writers(cluster: &Mutex<Cluster>) -> Vec<String> {
     let mut w: Vec<String> = c
         .log
         .iter()
-        .filter(|(_, m, _)| m != "GET")
-        .map(|(i, _, _)| i.clone())
+        .filter(|(_, m, _, _)| m != "GET")
+        .map(|(i, _, _, _)| i.clone())
         .collect();
     w.dedup();
     w
@@ -271,8 +286,8 @@ async fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
+/// The fake cluster, its storage Secret pointing at a real S3 server.
+fn cluster() -> (Moto, Arc<Mutex<Cluster>>) {
     let moto = Moto::start().expect("start moto");
     moto.create_bucket("snapshots").unwrap();
     use base64::Engine as _;
@@ -291,32 +306,60 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
             "metadata": {"name": "s3", "namespace": NS}, "data": data}),
         ..Cluster::default()
     }));
+    (moto, cluster)
+}
 
-    // A starts first and takes the Lease; B stands by.
-    let (_stop_a, stop_rx_a) = tokio::sync::watch::channel(false);
-    let metrics_a = Arc::new(Metrics::new());
-    let a = tokio::spawn(run(
-        client(cluster.clone(), "a"),
-        options("a"),
-        metrics_a.clone(),
-        stop_rx_a,
+/// Starts instance `name` of the operator.
+fn start(cluster: &Arc<Mutex<Cluster>>, name: &str) -> Instance {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let task = tokio::spawn(run(
+        client(cluster.clone(), name),
+        options(name),
+        metrics.clone(),
+        stop_rx,
     ));
+    (stop, metrics, task)
+}
+
+/// Tells an instance to stop and waits until it has, cleanly.
+async fn stopped(
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), rivulet_operator::run::RunError>>,
+) {
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the instance stops")
+        .unwrap()
+        .expect("the instance ran cleanly");
+}
+
+type Instance = (
+    tokio::sync::watch::Sender<bool>,
+    Arc<Metrics>,
+    tokio::task::JoinHandle<Result<(), rivulet_operator::run::RunError>>,
+);
+
+/// A starts first, takes the Lease and reconciles; B starts and stands by.
+async fn a_leads_b_stands_by(cluster: &Arc<Mutex<Cluster>>) -> (Instance, Instance) {
+    let a = start(cluster, "a");
     wait("a holds the lease", Duration::from_secs(10), || {
-        holder(&cluster).as_deref() == Some("a")
+        holder(cluster).as_deref() == Some("a")
     })
     .await;
-    let (stop_b, stop_rx_b) = tokio::sync::watch::channel(false);
-    let metrics_b = Arc::new(Metrics::new());
-    let b = tokio::spawn(run(
-        client(cluster.clone(), "b"),
-        options("b"),
-        metrics_b.clone(),
-        stop_rx_b,
-    ));
+    let b = start(cluster, "b");
     wait("a reconciles the job", Duration::from_secs(10), || {
-        writers(&cluster).contains(&"a".to_string())
+        writers(cluster).contains(&"a".to_string())
     })
     .await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
+    let (moto, cluster) = cluster();
+    let ((_stop_a, metrics_a, a), (stop_b, metrics_b, b)) = a_leads_b_stands_by(&cluster).await;
     // Several lease periods: a keeps the Lease and is the only one that writes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(holder(&cluster).as_deref(), Some("a"));
@@ -345,12 +388,51 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     assert!(metrics_b.encode().contains("rivulet_operator_leader 1"));
 
     // B stops on request and releases the Lease.
-    let _ = stop_b.send(true);
-    tokio::time::timeout(Duration::from_secs(15), b)
-        .await
-        .expect("b stops")
-        .unwrap()
-        .expect("b ran cleanly");
+    stopped(stop_b, b).await;
     assert_eq!(holder(&cluster), None, "the lease was not released");
+    drop(moto);
+}
+
+/// A leader that can still reach everything but its Lease (its renewals fail) stops acting
+/// before the Lease expires, so the instance that takes it over is never a second leader;
+/// once its Lease requests work again it stands by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_renewals_fail_steps_down_before_another_takes_over() {
+    let (moto, cluster) = cluster();
+    let ((_stop_a, metrics_a, a), (stop_b, metrics_b, b)) = a_leads_b_stands_by(&cluster).await;
+
+    cluster.lock().unwrap().lease_cut.push("a".into());
+    wait("b takes the lease", Duration::from_secs(15), || {
+        holder(&cluster).as_deref() == Some("b")
+    })
+    .await;
+    let taken = Instant::now();
+    assert!(
+        metrics_a.encode().contains("rivulet_operator_leader 0"),
+        "a still leads after b took the lease"
+    );
+    wait("b reconciles the job", Duration::from_secs(10), || {
+        writers(&cluster).ends_with(&["b".to_string()])
+    })
+    .await;
+    // A stopped its controllers before b took over: nothing of a's reaches the cluster
+    // after that (its reconciles requeue every few seconds while it leads).
+    cluster.lock().unwrap().lease_cut.clear();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    {
+        let c = cluster.lock().unwrap();
+        let late: Vec<_> = c
+            .log
+            .iter()
+            .filter(|(i, _, _, at)| i == "a" && *at > taken)
+            .map(|(_, m, p, _)| format!("{m} {p}"))
+            .collect();
+        assert!(late.is_empty(), "a acted after losing the lease: {late:?}");
+    }
+    assert_eq!(holder(&cluster).as_deref(), Some("b"));
+    assert!(metrics_a.encode().contains("rivulet_operator_leader 0"));
+    assert!(metrics_b.encode().contains("rivulet_operator_leader 1"));
+    stopped(stop_b, b).await;
+    a.abort();
     drop(moto);
 }

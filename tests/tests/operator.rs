@@ -957,10 +957,10 @@ async fn suspend_keeps_a_savepoint_and_resume_restores_it() {
         .await;
     let config = sim.config.clone().unwrap();
     assert_eq!(config["data"]["RIVULET_DEPLOYMENT"], "2");
-    // The savepoint is the newest snapshot: the workers restore it by default, or by name.
-    let restore = config["data"]["RIVULET_RESTORE"].as_str();
-    assert!(
-        restore.is_none() || restore == Some(savepoint.as_str()),
+    // The suspend's savepoint, the job's newest snapshot, is restored by name.
+    assert_eq!(
+        config["data"]["RIVULET_RESTORE"].as_str(),
+        Some(savepoint.as_str()),
         "{config}"
     );
     assert_eq!(sim.sts.as_ref().unwrap()["spec"]["replicas"], 2);
@@ -1000,6 +1000,80 @@ async fn a_rescale_goes_through_a_savepoint_to_the_new_parallelism() {
         s.phase() == "Running" && s.job["status"]["parallelism"] == 3
     })
     .await;
+}
+
+/// An operator restarted at every step of an upgrade (a fresh context each time: no cached
+/// token, catalog or counts) carries on from the status: one savepoint asked for, the old
+/// workers stopped before anything new, one new deployment restoring that savepoint, and
+/// Running on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_restarted_at_each_upgrade_step_carries_on_from_the_status() {
+    let mut run = running_job().await;
+    let (client, port) = (run.client.clone(), run.worker.port);
+    let restarted = || context(client.clone(), port);
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["pipeline"]["aggregates"] =
+        json!([{"name": "n", "fn": "count"}, {"name": "total", "fn": "sum", "field": "amount"}]);
+    sim.job["metadata"]["generation"] = json!(2);
+    sim.reconcile(&mut run.api, &restarted()).await;
+    assert_eq!(sim.phase(), "Upgrading");
+    assert_eq!(run.worker.state.lock().unwrap().requested.len(), 1);
+
+    // Restart 1: the savepoint completed and the workers stopped.
+    let savepoint = complete_savepoint(&run, 1, 9, true);
+    for p in &mut sim.pods {
+        p["status"]["conditions"][0]["status"] = json!("False");
+    }
+    sim.until(&mut run.api, &restarted(), "old workers scaled down", |s| {
+        s.writes
+            .iter()
+            .any(|w| w.ends_with("statefulsets/clicks/scale"))
+    })
+    .await;
+    assert!(sim.config.is_none(), "deployed while the old pods ran");
+
+    // Restart 2: the old pods are gone.
+    sim.pods.clear();
+    sim.until(&mut run.api, &restarted(), "deployed", |s| {
+        s.config.is_some()
+    })
+    .await;
+    let config = sim.config.clone().unwrap();
+    assert_eq!(config["data"]["RIVULET_DEPLOYMENT"], "2", "{config}");
+    assert_eq!(config["data"]["RIVULET_RESTORE"], savepoint.as_str());
+
+    // Restart 3: the new workers come up.
+    sim.pods = vec![pod(0, 2, true), pod(1, 2, true)];
+    {
+        let mut w = run.worker.state.lock().unwrap();
+        w.status["phase"] = json!("running");
+        w.status["stoppedWithSavepoint"] = json!(false);
+        w.status["deployment"] = json!(2);
+    }
+    sim.until(&mut run.api, &restarted(), "running", |s| {
+        s.phase() == "Running"
+    })
+    .await;
+    assert_eq!(run.worker.state.lock().unwrap().requested.len(), 1);
+    let applied = |kind: &str| {
+        sim.writes
+            .iter()
+            .filter(|w| w.ends_with(&format!("{kind}/clicks")))
+            .count()
+    };
+    assert_eq!(applied("configmaps"), 1, "{:?}", sim.writes);
+    assert_eq!(applied("statefulsets"), 1, "{:?}", sim.writes);
+    assert_eq!(
+        sim.job["status"]["deployment"]["id"], 2,
+        "{}",
+        sim.job["status"]
+    );
+    assert_eq!(
+        sim.job["status"]["lastSavepoint"]["path"],
+        json!(savepoint),
+        "{}",
+        sim.job["status"]
+    );
 }
 
 /// `upgradeMode: stateless` and `last-state` take no savepoint: the workers are stopped

@@ -3,6 +3,9 @@
 //! order, and answers with realistic objects (what the API server would return). A request
 //! the test does not expect fails the test; so does one that never comes.
 //!
+//! Every status the operator writes is checked against the CRD's status schema, strictly
+//! (an unknown field fails the test), as the API server would check it.
+//!
 //! And a worker's HTTP API on loopback that answers as worker 0 does (`/status`,
 //! `/savepoints` with its bearer token), so the operator's token and savepoint polling go
 //! over real HTTP.
@@ -139,6 +142,7 @@ impl ApiServer {
             (method, path),
             "unexpected request (query {query:?}, body {body})"
         );
+        check_status_write(&call_method, &call_path, &body);
         Call {
             method: call_method,
             path: call_path,
@@ -194,6 +198,7 @@ impl ApiServer {
                 continue;
             }
             let query = query_of(req.uri());
+            check_status_write(req.method().as_str(), req.uri().path(), &body);
             return (
                 reasons,
                 Some(Call {
@@ -218,6 +223,33 @@ impl ApiServer {
             );
         }
     }
+}
+
+/// Fails the test when `body` writes a StreamJob status the CRD's schema refuses.
+fn check_status_write(method: &str, path: &str, body: &Value) {
+    static STATUS: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let is_status = path.starts_with("/apis/rivulet.dev/") && path.ends_with("/status");
+    if method != "PATCH" || !is_status {
+        return;
+    }
+    let validator = STATUS.get_or_init(|| {
+        jsonschema::validator_for(&rivulet_api::job::strict_schema()["properties"]["status"])
+            .expect("the status schema compiles")
+    });
+    assert_eq!(
+        body["apiVersion"],
+        json!(rivulet_api::job::API_VERSION),
+        "{body}"
+    );
+    assert_eq!(body["kind"], json!(rivulet_api::job::KIND), "{body}");
+    let errors: Vec<String> = validator
+        .iter_errors(&body["status"])
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the status written to {path} breaks the CRD's schema: {errors:#?}\n{body:#}"
+    );
 }
 
 /// A request's query parameters, decoded.
