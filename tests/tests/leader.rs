@@ -7,6 +7,10 @@
 //! conflict, as the real API server answers), one StreamJob, and answers everything else as
 //! an empty cluster would; every request is logged with the instance that sent it.
 
+#[path = "common/rbac.rs"]
+mod rbac;
+
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,10 @@ struct Cluster {
     dead: Vec<String>,
     /// Instances whose Lease requests fail (503) while the rest of theirs still work.
     lease_cut: Vec<String>,
+    /// Every access the instances' requests needed.
+    used: BTreeSet<rbac::Access>,
+    /// Requests the operator's RBAC would refuse (answered 403).
+    forbidden: Vec<String>,
 }
 
 fn respond(status: u16, body: &Value) -> Response<Body> {
@@ -173,6 +181,24 @@ fn client(cluster: Arc<Mutex<Cluster>>, instance: &str) -> Client {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/apply-patch"));
+            let watch = query.contains("watch=true");
+            {
+                let mut c = cluster.lock().unwrap();
+                let access = rbac::needs(&method, &path, watch, apply);
+                let refused: Vec<_> = access
+                    .iter()
+                    .filter(|(g, r, v)| !rivulet_operator::rbac::allowed(g, r, v))
+                    .collect();
+                if !refused.is_empty() {
+                    c.forbidden.push(format!("{method} {path}: {refused:?}"));
+                    return Ok(respond(
+                        403,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "Forbidden", "code": 403}),
+                    ));
+                }
+                c.used.extend(access);
+            }
             if path == LEASE || path == "/apis/coordination.k8s.io/v1/namespaces/ops/leases" {
                 let mut c = cluster.lock().unwrap();
                 if c.lease_cut.contains(&instance) {
@@ -185,7 +211,6 @@ fn client(cluster: Arc<Mutex<Cluster>>, instance: &str) -> Client {
                 }
                 return Ok::<_, kube::Error>(c.lease(&method, manager.as_deref(), apply, &body));
             }
-            let watch = query.contains("watch=true");
             if watch {
                 // Nothing changes: hold the watch open a while, then end it.
                 tokio::time::sleep(Duration::from_secs(20)).await;
@@ -390,6 +415,14 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     // B stops on request and releases the Lease.
     stopped(stop_b, b).await;
     assert_eq!(holder(&cluster), None, "the lease was not released");
+
+    // Every request was one the operator's RBAC allows, and the watches and the election
+    // used every permission granted for them.
+    let c = cluster.lock().unwrap();
+    assert!(c.forbidden.is_empty(), "{:#?}", c.forbidden);
+    let granted = rbac::granted(rivulet_operator::rbac::User::Runner);
+    let unused: Vec<_> = granted.difference(&c.used).collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
     drop(moto);
 }
 

@@ -5,6 +5,8 @@
 
 #[path = "common/apiserver.rs"]
 mod apiserver;
+#[path = "common/rbac.rs"]
+mod rbac;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -658,6 +660,11 @@ impl Sim {
                 self.config = Some(call.body.clone());
                 call.applied();
             }
+            r if r == format!("PATCH {}", path(JOBS, "streamjobs/clicks")) => {
+                // The finalizer's merge patch.
+                self.job["metadata"]["finalizers"] = call.body["metadata"]["finalizers"].clone();
+                call.ok(self.job.clone());
+            }
             r if r.starts_with("PATCH ") => call.applied(),
             _ => panic!("unexpected {route}: {}", call.body),
         }
@@ -1107,4 +1114,32 @@ async fn stateless_and_last_state_upgrades_stop_then_deploy_without_a_savepoint(
             "{mode}: {config}"
         );
     }
+}
+
+/// The reconciler's requests through a deploy, a rescale and a deletion need exactly the
+/// permissions `rivulet_operator::rbac` lists for it (and so the chart grants): every
+/// request is checked as it comes, and every permission listed is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_uses_exactly_the_permissions_it_is_granted() {
+    let mut run = running_job().await;
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["parallelism"] = json!(3);
+    sim.job["metadata"]["generation"] = json!(2);
+    sim.reconcile(&mut run.api, &run.ctx).await;
+    complete_savepoint(&run, 1, 8, true);
+    sim.until(&mut run.api, &run.ctx, "scaled down", |s| {
+        s.writes.iter().any(|w| w.ends_with("/scale"))
+    })
+    .await;
+    sim.pods.clear();
+    sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
+        .await;
+    sim.job["metadata"]["deletionTimestamp"] = json!("2026-12-01T01:00:00Z");
+    sim.until(&mut run.api, &run.ctx, "finalizer removed", |s| {
+        s.job["metadata"]["finalizers"] == json!([])
+    })
+    .await;
+    let granted = rbac::granted(rivulet_operator::rbac::User::Reconciler);
+    let unused: Vec<_> = granted.difference(&run.api.used).collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }

@@ -31,6 +31,8 @@ type Exchange = (Request<Bytes>, oneshot::Sender<Response<Body>>);
 /// The test's side of the API server.
 pub struct ApiServer {
     requests: mpsc::UnboundedReceiver<Exchange>,
+    /// Every access the operator's requests needed (each one checked against its RBAC).
+    pub used: std::collections::BTreeSet<crate::rbac::Access>,
 }
 
 /// A client whose every request reaches the returned [`ApiServer`].
@@ -49,7 +51,13 @@ pub fn client() -> (Client, ApiServer) {
                 .map_err(|_| kube::Error::Service("the test did not answer".into()))
         }
     });
-    (Client::new(service, "default"), ApiServer { requests: rx })
+    (
+        Client::new(service, "default"),
+        ApiServer {
+            requests: rx,
+            used: Default::default(),
+        },
+    )
 }
 
 /// One request the test has taken and not answered yet.
@@ -128,6 +136,7 @@ impl ApiServer {
             Ok(None) => panic!("expected {method} {path}: the client is gone"),
             Err(_) => panic!("expected {method} {path}: no request within {NEXT_REQUEST:?}"),
         };
+        self.permitted(&req);
         let call_method = req.method().to_string();
         let call_path = req.uri().path().to_string();
         let query = query_of(req.uri());
@@ -181,6 +190,7 @@ impl ApiServer {
                 Ok(Some(x)) => x,
                 _ => return (reasons, None),
             };
+            self.permitted(&req);
             let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
             // A new event, or a repeat of one (its series is patched).
             let event = (req.method() == "POST" && req.uri().path() == path)
@@ -210,6 +220,19 @@ impl ApiServer {
                 }),
             );
         }
+    }
+
+    /// Fails the test unless the operator's RBAC allows `req`; records what it needed.
+    fn permitted(&mut self, req: &Request<Bytes>) {
+        let apply = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/apply-patch"));
+        let watch = query_of(req.uri()).get("watch").map(String::as_str) == Some("true");
+        let access = crate::rbac::needs(req.method().as_str(), req.uri().path(), watch, apply);
+        crate::rbac::check(&access, &format!("{} {}", req.method(), req.uri()));
+        self.used.extend(access);
     }
 
     /// Fails if the operator sends anything within `quiet`.
