@@ -3,6 +3,10 @@
 //! `clicks`: JSON page views `{"user","page","amount","ts"}` from a few hundred users with a
 //! skewed popularity, event times up to 1.5 s out of order, about 1 in 200 to `/health`
 //! (filtered by the example job) and 1 in 400 malformed (dead-lettered).
+//!
+//! `payments`: JSON card payments `{"card","merchant","country","amount","ts"}` from a few
+//! thousand cards, a few of them (the "suspicious" ones) paying far more often; event times
+//! up to 3 s out of order, 1 in 100 up to a minute late, 1 in 500 malformed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,9 +28,11 @@ pub struct Generator {
 impl Generator {
     /// Starts generator `kind` writing `rate` records/s to `topic`.
     pub fn start(kind: &str, bootstrap: &str, topic: &str, rate: u32) -> Result<Generator> {
-        if kind != "clicks" {
-            bail!("unknown generator {kind:?} (available: clicks)");
-        }
+        let event: fn(&mut rand::rngs::ThreadRng, i64) -> String = match kind {
+            "clicks" => click,
+            "payments" => payment,
+            _ => bail!("unknown generator {kind:?} (available: clicks, payments)"),
+        };
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "20")
@@ -36,7 +42,7 @@ impl Generator {
         let (s, p, topic) = (stop.clone(), produced.clone(), topic.to_string());
         let handle = std::thread::Builder::new()
             .name("generator".into())
-            .spawn(move || run_clicks(producer, &topic, rate.max(1), &s, &p))?;
+            .spawn(move || produce(producer, &topic, rate.max(1), event, &s, &p))?;
         Ok(Generator {
             stop,
             produced,
@@ -81,10 +87,37 @@ pub fn click(rng: &mut impl Rng, now: i64) -> String {
     format!("{{\"user\":\"user-{user}\",\"page\":\"{page}\",\"amount\":{amount},\"ts\":{ts}}}")
 }
 
-fn run_clicks(
+/// One card payment as JSON text.
+pub fn payment(rng: &mut impl Rng, now: i64) -> String {
+    if rng.random_ratio(1, 500) {
+        return "{\"card\": 4111".to_string();
+    }
+    // One payment in twenty comes from one of ten cards that pay far too often.
+    let card = if rng.random_ratio(1, 20) {
+        rng.random_range(0..10u32)
+    } else {
+        rng.random_range(10..5000u32)
+    };
+    let merchant = rng.random_range(0..200u32);
+    let country = ["DE", "FR", "NL", "US", "BR", "JP"][rng.random_range(0..6usize)];
+    let amount = f64::from(rng.random_range(100..50_000u32)) / 100.0;
+    let late = if rng.random_ratio(1, 100) {
+        rng.random_range(0..60_000)
+    } else {
+        rng.random_range(0..3000)
+    };
+    let ts = now - late;
+    format!(
+        "{{\"card\":\"card-{card}\",\"merchant\":\"m-{merchant}\",\"country\":\"{country}\",\
+         \"amount\":{amount},\"ts\":{ts}}}"
+    )
+}
+
+fn produce(
     producer: ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     rate: u32,
+    event: fn(&mut rand::rngs::ThreadRng, i64) -> String,
     stop: &AtomicBool,
     produced: &AtomicU64,
 ) {
@@ -99,7 +132,7 @@ fn run_clicks(
         }
         let now = now_ms();
         while sent < due {
-            let value = click(&mut rng, now);
+            let value = event(&mut rng, now);
             let key = value.split('"').nth(3).unwrap_or_default().to_string();
             let rec = BaseRecord::<String, String>::to(topic)
                 .key(&key)
@@ -133,5 +166,22 @@ mod tests {
             }
         }
         assert!(valid > 950, "{valid}");
+    }
+
+    #[test]
+    fn payments_are_mostly_valid_json_with_the_fields() {
+        let mut rng = rand::rng();
+        let mut valid = 0;
+        for _ in 0..1000 {
+            let p = payment(&mut rng, 1_700_000_000_000);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&p) {
+                assert!(v["card"].is_string() && v["merchant"].is_string());
+                assert!(v["country"].is_string() && v["amount"].is_number());
+                let ts = v["ts"].as_i64().unwrap();
+                assert!((1_700_000_000_000 - 60_000..=1_700_000_000_000).contains(&ts));
+                valid += 1;
+            }
+        }
+        assert!(valid > 980, "{valid}");
     }
 }

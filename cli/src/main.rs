@@ -46,7 +46,7 @@ enum Cmd {
     Run {
         /// StreamJob manifest.
         job: PathBuf,
-        /// Feed the source topic with a built-in generator (`clicks`).
+        /// Feed the source topic with a built-in generator (`clicks` or `payments`).
         #[arg(long)]
         generator: Option<String>,
         /// Generator rate, records per second.

@@ -337,6 +337,9 @@ impl<'a> KubernetesRuntime<'a> {
             objects::config_map(job, &rollout, self.settings).map_err(ObjectError::from)?;
         self.apply(job, &config).await?;
         self.apply::<Service>(job, &objects::service(job)).await?;
+        if let Some(np) = &self.settings.network_policy {
+            self.apply(job, &objects::network_policy(job, np)).await?;
+        }
         self.apply::<PodDisruptionBudget>(job, &objects::pod_disruption_budget(job))
             .await?;
         self.apply(job, &objects::stateful_set(job, &rollout, self.settings))

@@ -365,7 +365,7 @@ async fn publish(ctx: &Context, job: &StreamJob, events: &[Event]) {
             action: e.reason.clone(),
             secondary: None,
         };
-        ctx.metrics.event(&e.reason);
+        ctx.metrics.event(job, &e.reason);
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(job = %key(job), reason = %e.reason, error = %err, "cannot publish an event");
         }

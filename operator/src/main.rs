@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rivulet_operator::run::{Election, RunOptions};
-use rivulet_operator::settings::{default_worker_image, Settings};
+use rivulet_operator::settings::{default_worker_image, NetworkPolicySettings, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,35 @@ struct SettingsArgs {
     /// The cluster's DNS domain (the workers' peer addresses end in it).
     #[arg(long, env = "RIVULET_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Give each job a NetworkPolicy: its shuffle port open only to its own workers, its
+    /// HTTP port (control API, /metrics) only to the operator and --scrape-namespaces.
+    #[arg(long, env = "RIVULET_NETWORK_POLICY")]
+    network_policy: bool,
+    /// The operator's namespace (the NetworkPolicies let its pods in).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    operator_namespace: String,
+    /// The operator's pod labels, `key=value`, comma-separated (the NetworkPolicies let
+    /// these pods in).
+    #[arg(
+        long,
+        env = "RIVULET_OPERATOR_LABELS",
+        value_delimiter = ',',
+        value_parser = label,
+        default_value = "app.kubernetes.io/name=rivulet,app.kubernetes.io/component=operator"
+    )]
+    operator_labels: Vec<(String, String)>,
+    /// Namespaces whose pods may scrape the workers' /metrics through the NetworkPolicies
+    /// (Prometheus'), comma-separated.
+    #[arg(long, env = "RIVULET_SCRAPE_NAMESPACES", value_delimiter = ',')]
+    scrape_namespaces: Vec<String>,
+}
+
+/// A `key=value` label.
+fn label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
 }
 
 impl SettingsArgs {
@@ -35,6 +64,11 @@ impl SettingsArgs {
         Settings {
             worker_image: self.worker_image.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            network_policy: self.network_policy.then(|| NetworkPolicySettings {
+                operator_namespace: self.operator_namespace.clone(),
+                operator_labels: self.operator_labels.iter().cloned().collect(),
+                scrape_namespaces: self.scrape_namespaces.clone(),
+            }),
             ..Settings::default()
         }
     }

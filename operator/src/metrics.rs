@@ -1,6 +1,7 @@
 //! The operator's Prometheus metrics: reconciles, their durations and errors, jobs by
-//! phase, savepoints by result; and the HTTP server that exports them with `/healthz` and
-//! `/readyz`.
+//! phase; per job its parallelism, rescales and savepoints by result (labels `namespace`
+//! and `streamjob`, the names the chart's dashboard joins the workers' metrics on); and the
+//! HTTP server that exports them with `/healthz` and `/readyz`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,8 +34,25 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
+struct JobLabels {
+    namespace: String,
+    streamjob: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SavepointLabels {
+    namespace: String,
+    streamjob: String,
     result: String,
+}
+
+impl JobLabels {
+    fn of(job: &StreamJob) -> JobLabels {
+        JobLabels {
+            namespace: job.job_namespace().to_string(),
+            streamjob: job.job_name().to_string(),
+        }
+    }
 }
 
 /// Every metric the operator exports.
@@ -44,7 +62,9 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     jobs: Family<PhaseLabels, Gauge>,
-    savepoints: Family<ResultLabels, Counter>,
+    savepoints: Family<SavepointLabels, Counter>,
+    parallelism: Family<JobLabels, Gauge>,
+    rescales: Family<JobLabels, Counter>,
     /// Each job's phase, to count jobs by phase.
     phases: Mutex<HashMap<String, String>>,
     /// This instance holds the leader lease (or runs without election).
@@ -66,7 +86,9 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let jobs = Family::<PhaseLabels, Gauge>::default();
-        let savepoints = Family::<ResultLabels, Counter>::default();
+        let savepoints = Family::<SavepointLabels, Counter>::default();
+        let parallelism = Family::<JobLabels, Gauge>::default();
+        let rescales = Family::<JobLabels, Counter>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "StreamJob reconciles", reconciles.clone());
         registry.register(
@@ -82,9 +104,15 @@ impl Metrics {
         registry.register("jobs", "StreamJobs by phase", jobs.clone());
         registry.register(
             "savepoints",
-            "Savepoints the operator saw complete or fail",
+            "Savepoints the operator saw complete or fail, by job and result",
             savepoints.clone(),
         );
+        registry.register(
+            "job_parallelism",
+            "Workers each job runs now (its status.parallelism)",
+            parallelism.clone(),
+        );
+        registry.register("rescales", "Rescales started, by job", rescales.clone());
         registry.register(
             "leader",
             "1 while this instance holds the leader lease",
@@ -97,6 +125,8 @@ impl Metrics {
             duration,
             jobs,
             savepoints,
+            parallelism,
+            rescales,
             phases: Mutex::default(),
             leader,
             ready: AtomicBool::new(false),
@@ -118,11 +148,24 @@ impl Metrics {
     pub fn observe_job(&self, job: &StreamJob, status: &StreamJobStatus) {
         let phase = status.phase.map_or("Unknown", |p| p.name());
         self.set_phase(&job_key(job), Some(phase));
+        self.parallelism
+            .get_or_create(&JobLabels::of(job))
+            .set(i64::from(status.parallelism));
     }
 
     /// The job is gone.
     pub fn forget_job(&self, job: &StreamJob) {
         self.set_phase(&job_key(job), None);
+        let labels = JobLabels::of(job);
+        self.parallelism.remove(&labels);
+        self.rescales.remove(&labels);
+        for result in ["completed", "failed"] {
+            self.savepoints.remove(&SavepointLabels {
+                namespace: labels.namespace.clone(),
+                streamjob: labels.streamjob.clone(),
+                result: result.into(),
+            });
+        }
     }
 
     fn set_phase(&self, key: &str, phase: Option<&str>) {
@@ -145,15 +188,22 @@ impl Metrics {
         }
     }
 
-    /// An event the planner recorded (savepoint results are counted).
-    pub fn event(&self, reason: &str) {
+    /// An event the planner recorded for `job` (savepoint results and rescales are counted).
+    pub fn event(&self, job: &StreamJob, reason: &str) {
+        let labels = JobLabels::of(job);
         let result = match reason {
             "SavepointCompleted" => "completed",
             "SavepointFailed" => "failed",
+            "RescaleStarted" => {
+                self.rescales.get_or_create(&labels).inc();
+                return;
+            }
             _ => return,
         };
         self.savepoints
-            .get_or_create(&ResultLabels {
+            .get_or_create(&SavepointLabels {
+                namespace: labels.namespace,
+                streamjob: labels.streamjob,
                 result: result.into(),
             })
             .inc();
@@ -237,10 +287,22 @@ mod tests {
         m.set_phase("ns/c", Some("Upgrading"));
         m.set_phase("ns/b", Some("Suspended"));
         m.set_phase("ns/c", None);
-        m.event("SavepointCompleted");
-        m.event("SavepointCompleted");
-        m.event("SavepointFailed");
-        m.event("Deployed");
+        let job = rivulet_api::load_manifest(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: StreamJob\nmetadata: {name: clicks, namespace: ns}\n\
+             spec:\n  pipeline:\n    source: {topics: [in]}\n    time: {type: processing}\n\
+             \x20   sink: {topic: out}\n",
+        )
+        .expect("a valid manifest");
+        m.event(&job, "SavepointCompleted");
+        m.event(&job, "SavepointCompleted");
+        m.event(&job, "SavepointFailed");
+        m.event(&job, "RescaleStarted");
+        m.event(&job, "Deployed");
+        let status = StreamJobStatus {
+            parallelism: 3,
+            ..StreamJobStatus::default()
+        };
+        m.observe_job(&job, &status);
         m.reconciled(Duration::from_millis(20), Some("conflict"));
         let text = m.encode();
         assert!(
@@ -253,9 +315,26 @@ mod tests {
         );
         assert!(!text.contains("phase=\"Upgrading\""), "{text}");
         assert!(
-            text.contains("rivulet_operator_savepoints_total{result=\"completed\"} 2"),
+            text.contains(
+                "rivulet_operator_savepoints_total{namespace=\"ns\",streamjob=\"clicks\",result=\"completed\"} 2"
+            ),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "rivulet_operator_rescales_total{namespace=\"ns\",streamjob=\"clicks\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rivulet_operator_job_parallelism{namespace=\"ns\",streamjob=\"clicks\"} 3"
+            ),
+            "{text}"
+        );
+        m.forget_job(&job);
+        let text = m.encode();
+        assert!(!text.contains("streamjob=\"clicks\""), "{text}");
         assert!(
             text.contains("rivulet_operator_reconcile_errors_total{error=\"conflict\"} 1"),
             "{text}"

@@ -11,6 +11,9 @@
 //!   when the operator deletes them (`OnDelete`: the planner stops one deployment before the
 //!   next starts), non-root on a read-only root filesystem;
 //! - a **PodDisruptionBudget** that lets a drain take one worker at a time;
+//! - when the operator is asked for them, a **NetworkPolicy**: the shuffle port open only
+//!   to the job's own workers, the HTTP port (control API, `/metrics`) only to the operator
+//!   and the scrapers' namespaces;
 //! - the **Secret** with the control-API token.
 //!
 //! Every object carries the job's labels and, when the job has a `uid` (it came from the
@@ -30,6 +33,10 @@ use k8s_openapi::api::core::v1::{
     SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -41,8 +48,8 @@ use rivulet_api::launch::{env, Restore, WorkerLaunch};
 use rivulet_control::Deploy;
 
 use crate::settings::{
-    Settings, CONFIG_DIR, DATA_DIR, HTTP_PORT, JOB_FILE, SHUFFLE_PORT, TERMINATION_GRACE_SECONDS,
-    WORKER_UID,
+    NetworkPolicySettings, Settings, CONFIG_DIR, DATA_DIR, HTTP_PORT, JOB_FILE, SHUFFLE_PORT,
+    TERMINATION_GRACE_SECONDS, WORKER_UID,
 };
 
 /// The label with a worker pod's deployment id.
@@ -261,6 +268,61 @@ pub fn pod_disruption_budget(job: &StreamJob) -> PodDisruptionBudget {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// The NetworkPolicy of the job's workers. Only their ingress is restricted: the shuffle
+/// port (records and checkpoint barriers between workers) takes connections from the same
+/// job's workers, the HTTP port (control API, `/status`, `/metrics`) from the operator's
+/// pods and from pods in the scrapers' namespaces. Probes come from the kubelet on the
+/// node, which network policies do not stop.
+pub fn network_policy(job: &StreamJob, np: &NetworkPolicySettings) -> NetworkPolicy {
+    let selector = |labels: BTreeMap<String, String>| LabelSelector {
+        match_labels: Some(labels),
+        ..Default::default()
+    };
+    let namespace = |name: &str| {
+        selector(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            name.to_string(),
+        )]))
+    };
+    let port = |port: u16| {
+        Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(i32::from(port))),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }])
+    };
+    let mut http_from = vec![NetworkPolicyPeer {
+        namespace_selector: Some(namespace(&np.operator_namespace)),
+        pod_selector: Some(selector(np.operator_labels.clone())),
+        ..Default::default()
+    }];
+    http_from.extend(np.scrape_namespaces.iter().map(|ns| NetworkPolicyPeer {
+        namespace_selector: Some(namespace(ns)),
+        ..Default::default()
+    }));
+    NetworkPolicy {
+        metadata: meta(job, &Names::of(job).workers),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(selector_labels(job))),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(selector(selector_labels(job))),
+                        ..Default::default()
+                    }]),
+                    ports: port(SHUFFLE_PORT),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(http_from),
+                    ports: port(HTTP_PORT),
+                },
+            ]),
+            ..Default::default()
+        }),
     }
 }
 
@@ -559,12 +621,16 @@ pub fn all(
     rollout: &Rollout,
     settings: &Settings,
 ) -> Result<Vec<serde_json::Value>, ObjectError> {
-    Ok(vec![
+    let mut objects = vec![
         serde_json::to_value(config_map(job, rollout, settings)?)?,
         serde_json::to_value(service(job))?,
-        serde_json::to_value(pod_disruption_budget(job))?,
-        serde_json::to_value(stateful_set(job, rollout, settings))?,
-    ])
+    ];
+    if let Some(np) = &settings.network_policy {
+        objects.push(serde_json::to_value(network_policy(job, np))?);
+    }
+    objects.push(serde_json::to_value(pod_disruption_budget(job))?);
+    objects.push(serde_json::to_value(stateful_set(job, rollout, settings))?);
+    Ok(objects)
 }
 
 /// An object that could not be serialized.

@@ -33,6 +33,8 @@ pub struct Permission {
     pub verbs: &'static [&'static str],
     pub scope: Scope,
     pub user: User,
+    /// Needed only when the operator gives jobs NetworkPolicies.
+    pub network_policy: bool,
 }
 
 const fn p(
@@ -48,6 +50,7 @@ const fn p(
         verbs,
         scope,
         user,
+        network_policy: false,
     }
 }
 
@@ -137,6 +140,17 @@ pub const PERMISSIONS: &[Permission] = &[
         Scope::Jobs,
         User::Reconciler,
     ),
+    // Each job's NetworkPolicy, applied when the operator is asked for them.
+    Permission {
+        network_policy: true,
+        ..p(
+            "networking.k8s.io",
+            "networkpolicies",
+            &["create", "patch"],
+            Scope::Jobs,
+            User::Reconciler,
+        )
+    },
     // The leader Lease.
     p(
         "coordination.k8s.io",
@@ -155,10 +169,16 @@ pub fn allowed(group: &str, resource: &str, verb: &str) -> bool {
 }
 
 /// The verbs each (group, resource) needs in `scope`, merged over every user and sorted:
-/// what a Role or ClusterRole grants.
-pub fn rules(scope: Scope) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+/// what a Role or ClusterRole grants (with `network_policies`, when the operator makes them).
+pub fn rules(
+    scope: Scope,
+    network_policies: bool,
+) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let mut out: std::collections::BTreeMap<(&str, &str), Vec<&str>> = Default::default();
-    for p in PERMISSIONS.iter().filter(|p| p.scope == scope) {
+    for p in PERMISSIONS
+        .iter()
+        .filter(|p| p.scope == scope && (network_policies || !p.network_policy))
+    {
         let verbs = out.entry((p.group, p.resource)).or_default();
         verbs.extend(p.verbs.iter().copied());
         verbs.sort_unstable();
@@ -173,14 +193,18 @@ mod tests {
 
     #[test]
     fn rules_merge_the_users_verbs() {
-        let jobs = rules(Scope::Jobs);
+        let jobs = rules(Scope::Jobs, false);
+        assert!(!jobs.iter().any(|(_, r, _)| *r == "networkpolicies"));
+        assert!(rules(Scope::Jobs, true)
+            .iter()
+            .any(|(g, r, _)| *g == "networking.k8s.io" && *r == "networkpolicies"));
         let sts = jobs
             .iter()
             .find(|(g, r, _)| *g == "apps" && *r == "statefulsets")
             .expect("statefulsets");
         assert_eq!(sts.2, ["create", "get", "list", "patch", "watch"]);
         assert_eq!(
-            rules(Scope::Operator),
+            rules(Scope::Operator, true),
             [(
                 "coordination.k8s.io",
                 "leases",

@@ -28,6 +28,20 @@ pub struct Settings {
     /// The port the operator reaches each worker's HTTP API on, at the pod's IP (the
     /// container's [`HTTP_PORT`]; tests point it at a server of their own).
     pub worker_http_port: u16,
+    /// Give each job a NetworkPolicy (off unless asked for).
+    pub network_policy: Option<NetworkPolicySettings>,
+}
+
+/// What each job's NetworkPolicy lets in: the job's own workers to the shuffle port, and
+/// the operator (and the scrapers' namespaces, for `/metrics`) to the HTTP port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPolicySettings {
+    /// The operator's namespace.
+    pub operator_namespace: String,
+    /// The labels of the operator's pods.
+    pub operator_labels: std::collections::BTreeMap<String, String>,
+    /// Namespaces whose pods may scrape the workers' `/metrics` (Prometheus').
+    pub scrape_namespaces: Vec<String>,
 }
 
 impl Default for Settings {
@@ -36,6 +50,7 @@ impl Default for Settings {
             worker_image: default_worker_image(),
             cluster_domain: "cluster.local".into(),
             worker_http_port: HTTP_PORT,
+            network_policy: None,
         }
     }
 }

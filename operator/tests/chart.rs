@@ -105,7 +105,14 @@ fn values_sets() -> Vec<(&'static str, Value)> {
         ),
         (
             "monitoring",
-            json!({"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}),
+            json!({
+                "metrics": {
+                    "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}},
+                    "podMonitor": {"enabled": true, "labels": {"release": "prom"}}
+                },
+                "dashboard": {"enabled": true},
+                "networkPolicy": {"enabled": true, "scrapeNamespaces": ["monitoring"]}
+            }),
         ),
         ("no-crds", json!({"crds": {"install": false}})),
         ("replicas", json!({"replicas": 2})),
@@ -309,8 +316,8 @@ fn granted_by(rules: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
-fn needed(scope: Scope) -> BTreeSet<(String, String, String)> {
-    rbac::rules(scope)
+fn needed(scope: Scope, network_policies: bool) -> BTreeSet<(String, String, String)> {
+    rbac::rules(scope, network_policies)
         .into_iter()
         .flat_map(|(g, r, verbs)| {
             verbs
@@ -326,8 +333,8 @@ fn needed(scope: Scope) -> BTreeSet<(String, String, String)> {
 /// namespace and only when it elects a leader.
 #[test]
 fn rbac_grants_exactly_what_the_operator_calls() {
-    let jobs = needed(Scope::Jobs);
-    let lease = needed(Scope::Operator);
+    let jobs = needed(Scope::Jobs, false);
+    let lease = needed(Scope::Operator, false);
 
     let objects = render(&json!({}));
     let role = find(&objects, "ClusterRole", RELEASE).expect("a ClusterRole");
@@ -387,6 +394,184 @@ fn rbac_grants_exactly_what_the_operator_calls() {
     );
     let roles = render(&json!({"rbac": {"create": false}}));
     assert!(of_kind(&roles, "ClusterRole").is_empty());
+
+    // With NetworkPolicies, the operator applies one per job: that is granted too.
+    let with_policies = needed(Scope::Jobs, true);
+    assert!(with_policies.len() > jobs.len());
+    for values in [
+        json!({"networkPolicy": {"enabled": true}}),
+        json!({"networkPolicy": {"enabled": true}, "watchNamespaces": ["analytics"]}),
+    ] {
+        let objects = render(&values);
+        let roles: Vec<_> = objects
+            .iter()
+            .filter(|o| {
+                (o["kind"] == "ClusterRole" || o["kind"] == "Role")
+                    && o["metadata"]["name"] == RELEASE
+            })
+            .collect();
+        assert_eq!(roles.len(), 1, "{values}");
+        assert_eq!(granted_by(&roles[0]["rules"]), with_policies, "{values}");
+    }
+}
+
+/// With `networkPolicy.enabled` the operator is told to give every job a NetworkPolicy that
+/// lets in exactly its own pods (by the labels the chart gives them) and the scrapers.
+#[test]
+fn network_policies_let_in_the_operators_own_pods() {
+    let objects =
+        render(&json!({"networkPolicy": {"enabled": true, "scrapeNamespaces": ["monitoring"]}}));
+    let deployment = find(&objects, "Deployment", RELEASE).unwrap();
+    let pod = &deployment["spec"]["template"];
+    let env: std::collections::BTreeMap<String, String> = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(env["RIVULET_NETWORK_POLICY"], "true");
+    assert_eq!(env["RIVULET_SCRAPE_NAMESPACES"], "monitoring");
+    // The labels the operator is told are its pods' own.
+    for pair in env["RIVULET_OPERATOR_LABELS"].split(',') {
+        let (k, v) = pair.split_once('=').expect("key=value");
+        assert_eq!(pod["metadata"]["labels"][k], v, "{pair}");
+    }
+    let objects = render(&json!({}));
+    let env = &find(&objects, "Deployment", RELEASE).unwrap()["spec"]["template"]["spec"]
+        ["containers"][0]["env"];
+    assert!(!env.to_string().contains("RIVULET_NETWORK_POLICY"), "{env}");
+}
+
+/// The labels of `job`'s worker pods and the names of their container's ports, as the
+/// operator builds them.
+fn worker_pod(job: &rivulet_api::job::StreamJob) -> (Value, Vec<Value>) {
+    let rollout = rivulet_operator::objects::Rollout::current(job, 4);
+    let settings = rivulet_operator::settings::Settings::default();
+    let sts = serde_json::to_value(rivulet_operator::objects::stateful_set(
+        job, &rollout, &settings,
+    ))
+    .unwrap();
+    let template = &sts["spec"]["template"];
+    let ports = template["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    (template["metadata"]["labels"].clone(), ports)
+}
+
+#[test]
+fn the_pod_monitor_scrapes_the_workers_the_operator_runs_with_the_dashboards_labels() {
+    let objects = render(&json!({
+        "metrics": {"podMonitor": {"enabled": true}},
+        "dashboard": {"enabled": true, "namespace": "grafana"}
+    }));
+    let monitor = of_kind(&objects, "PodMonitor")[0];
+    let yaml = std::fs::read_to_string(repo().join("examples/clicks.yaml")).unwrap();
+    let job = rivulet_api::load_manifest(&yaml).unwrap();
+    let (labels, ports) = worker_pod(&job);
+    // It selects the worker pods of every job...
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &labels[k], v,
+            "worker pods are not labelled {k}={v}: {labels}"
+        );
+    }
+    assert_eq!(monitor["spec"]["namespaceSelector"], json!({"any": true}));
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert!(ports.contains(&endpoint["port"]), "{ports:?}");
+    // ...and names each series' job and worker as the dashboard's queries group them.
+    let relabel: Vec<(String, String)> = endpoint["relabelings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["sourceLabels"][0].as_str().unwrap().to_string(),
+                r["targetLabel"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let meta = |label: &str| {
+        format!(
+            "__meta_kubernetes_pod_label_{}",
+            label.replace(['.', '/', '-'], "_")
+        )
+    };
+    assert_eq!(
+        relabel,
+        [
+            (meta(rivulet_api::job::JOB_LABEL), "streamjob".to_string()),
+            (
+                meta(rivulet_operator::objects::POD_INDEX_LABEL),
+                "worker".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        labels[rivulet_api::job::JOB_LABEL],
+        job.metadata.name.clone().unwrap()
+    );
+
+    // The dashboard ConfigMap holds the checked-in dashboard, where Grafana looks.
+    let dashboard = find(&objects, "ConfigMap", "rivulet-dashboard").expect("the dashboard");
+    assert_eq!(dashboard["metadata"]["namespace"], "grafana");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let held: Value = serde_json::from_str(
+        dashboard["data"]["rivulet-streamjobs.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("charts/rivulet/dashboards/rivulet.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(held, file);
+    // Its queries group only by labels the series have.
+    let known = ["namespace", "streamjob", "worker", "le", "reason", "result"];
+    for expr in dashboard_queries(&file) {
+        for by in expr.split("by (").skip(1) {
+            for label in by.split(')').next().unwrap().split(',') {
+                assert!(known.contains(&label.trim()), "{label:?} in {expr}");
+            }
+        }
+    }
+
+    let objects = render(&json!({
+        "watchNamespaces": ["analytics"],
+        "metrics": {"podMonitor": {"enabled": true}}
+    }));
+    assert_eq!(
+        of_kind(&objects, "PodMonitor")[0]["spec"]["namespaceSelector"],
+        json!({"matchNames": ["analytics"]})
+    );
+    assert!(find(&objects, "ConfigMap", "rivulet-dashboard").is_none());
+}
+
+/// Every PromQL query of a Grafana dashboard: its panels' targets and its variables.
+fn dashboard_queries(dashboard: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            out.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]["query"].as_str() {
+            out.push(q.to_string());
+        }
+    }
+    out
 }
 
 #[test]
@@ -535,4 +720,68 @@ fn probe_checks_an_operators_readiness() {
     drop(rt);
     let out = probe("/readyz");
     assert!(!out.status.success(), "nothing listens any more");
+}
+
+#[test]
+fn the_readme_install_section_matches_the_chart() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("## Install on Kubernetes")
+        .expect("the README has an install section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    assert!(
+        section.contains(&format!(
+            "helm install {RELEASE} charts/rivulet -n {NAMESPACE} --create-namespace"
+        )),
+        "{section}"
+    );
+    // Every command the chart's NOTES give is the README's too.
+    for line in notes(&json!({})).lines().map(str::trim) {
+        if line.starts_with("kubectl") || line.starts_with("helm") {
+            assert!(section.contains(line), "the README does not say {line:?}");
+        }
+    }
+    // The values it names exist, and the images it says `make images` tags are the defaults.
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("charts/rivulet/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    for path in [
+        "replicas",
+        "watchNamespaces",
+        "image.repository",
+        "workerImage.repository",
+        "metrics.serviceMonitor.enabled",
+        "metrics.podMonitor.enabled",
+        "dashboard.enabled",
+        "networkPolicy.enabled",
+        "networkPolicy.scrapeNamespaces",
+        "crds.keep",
+        "crds.install",
+    ] {
+        assert!(section.contains(path), "the README does not mention {path}");
+        let found = path.split('.').try_fold(&values, |v, k| v.get(k));
+        assert!(found.is_some(), "values.yaml has no {path}");
+    }
+    for image in ["rivulet/worker", "rivulet/operator"] {
+        assert!(
+            section.contains(&format!("{image}:{}", version())),
+            "the README does not name {image}:{}",
+            version()
+        );
+    }
+    // The example it applies is the one NOTES names, and it is a job a cluster can run
+    // once its Kafka is named.
+    let yaml = std::fs::read_to_string(repo().join("examples/s3-checkpoints.yaml")).unwrap();
+    let mut job = rivulet_api::load_manifest(&yaml).unwrap();
+    assert_eq!(job.metadata.name.as_deref(), Some("clicks-to-s3"));
+    job.spec.pipeline.source.bootstrap_servers = Some("kafka:9092".into());
+    assert_eq!(
+        rivulet_operator::check::kubernetes_errors(&job)
+            .iter()
+            .map(|e| e.path.clone())
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
 }

@@ -1,10 +1,11 @@
 //! The objects the operator applies, for several specs (defaults, pod overrides,
-//! credentials, a volume claim): what each one says, and that each one is valid against the
+//! credentials, a volume claim, NetworkPolicies on): what each one says, and that each one is valid against the
 //! Kubernetes 1.32 OpenAPI schemas (`kubernetes-validate --strict`, installed by
 //! `make setup`).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -12,7 +13,9 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 use rivulet_api::job::{StreamJob, JOB_LABEL};
 use rivulet_api::launch::{env, Restore};
 use rivulet_operator::objects::{self, Rollout, DEPLOYMENT_LABEL, POD_INDEX_LABEL};
+use rivulet_operator::settings::{NetworkPolicySettings, HTTP_PORT, SHUFFLE_PORT};
 use rivulet_operator::Settings;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 const BASE: &str = r#"
@@ -69,6 +72,15 @@ const CLAIM: &str = r#"
 fn job(extra: &str) -> StreamJob {
     let yaml = format!("{BASE}{extra}");
     rivulet_api::load_manifest(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// The labels of the StatefulSet's pods.
+fn pod_labels(sts: &StatefulSet) -> &BTreeMap<String, String> {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .expect("the pods are labelled")
 }
 
 fn pod_spec(sts: &StatefulSet) -> &PodSpec {
@@ -273,7 +285,11 @@ fn pod_template_overrides_are_applied_without_displacing_the_operators_own() {
     );
     assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
     assert!(pod.affinity.is_some());
-    let meta = sts
+    let labels = pod_labels(&sts);
+    assert_eq!(labels["team"], "data");
+    // The selector label is the operator's, whatever the template says.
+    assert_eq!(labels[JOB_LABEL], "clicks");
+    let annotations = sts
         .spec
         .as_ref()
         .unwrap()
@@ -281,11 +297,7 @@ fn pod_template_overrides_are_applied_without_displacing_the_operators_own() {
         .metadata
         .as_ref()
         .unwrap();
-    let labels = meta.labels.as_ref().unwrap();
-    assert_eq!(labels["team"], "data");
-    // The selector label is the operator's, whatever the template says.
-    assert_eq!(labels[JOB_LABEL], "clicks");
-    let annotations = meta.annotations.as_ref().unwrap();
+    let annotations = annotations.annotations.as_ref().unwrap();
     assert_eq!(annotations["example.com/team"], "data");
     assert_eq!(annotations["prometheus.io/port"], "9999");
 }
@@ -380,11 +392,97 @@ fn service_and_budget_select_the_workers_and_children_are_owned_by_the_job() {
     }
 }
 
+fn with_network_policies() -> Settings {
+    Settings {
+        network_policy: Some(NetworkPolicySettings {
+            operator_namespace: "rivulet-system".into(),
+            operator_labels: BTreeMap::from([
+                ("app.kubernetes.io/name".into(), "rivulet".into()),
+                ("app.kubernetes.io/component".into(), "operator".into()),
+            ]),
+            scrape_namespaces: vec!["monitoring".into()],
+        }),
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn the_network_policy_opens_the_shuffle_to_the_job_and_http_to_the_operator() {
+    let settings = with_network_policies();
+    let np_settings = settings.network_policy.clone().unwrap();
+    let job = job("");
+    let policy = serde_json::to_value(objects::network_policy(&job, &np_settings)).unwrap();
+    let workers = json!({"matchLabels": {JOB_LABEL: "clicks"}});
+    assert_eq!(policy["metadata"]["name"], "clicks");
+    assert_eq!(policy["metadata"]["namespace"], "analytics");
+    assert_eq!(policy["spec"]["podSelector"], workers);
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([
+            {
+                "from": [{"podSelector": workers}],
+                "ports": [{"port": SHUFFLE_PORT, "protocol": "TCP"}]
+            },
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "rivulet-system"}},
+                        "podSelector": {"matchLabels": {
+                            "app.kubernetes.io/component": "operator",
+                            "app.kubernetes.io/name": "rivulet"
+                        }}
+                    },
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                ],
+                "ports": [{"port": HTTP_PORT, "protocol": "TCP"}]
+            }
+        ])
+    );
+    // The worker pods carry the label it selects, and these are the ports they listen on.
+    let sts = objects::stateful_set(&job, &rollout(&job), &settings);
+    assert_eq!(pod_labels(&sts)[JOB_LABEL], "clicks");
+    let ports: Vec<i32> = container(&sts)
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [i32::from(HTTP_PORT), i32::from(SHUFFLE_PORT)]);
+    // It is applied with the others only when asked for.
+    let kinds = |settings: &Settings| -> Vec<String> {
+        objects::all(&job, &rollout(&job), settings)
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!kinds(&Settings::default()).contains(&"NetworkPolicy".to_string()));
+    assert_eq!(
+        kinds(&settings),
+        [
+            "ConfigMap",
+            "Service",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "StatefulSet"
+        ]
+    );
+}
+
 #[test]
 fn every_object_validates_against_the_kubernetes_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::default();
     let mut all = Vec::new();
+    let job_ = job("");
+    all.push(
+        serde_json::to_value(objects::network_policy(
+            &job_,
+            with_network_policies().network_policy.as_ref().unwrap(),
+        ))
+        .unwrap(),
+    );
     for extra in ["", OVERRIDES, CREDENTIALS, CLAIM] {
         let mut job = job(extra);
         job.metadata.uid = Some("4f5b3c1e-0000-4000-8000-000000000001".into());
@@ -393,14 +491,14 @@ fn every_object_validates_against_the_kubernetes_schemas() {
         all.extend(objects::all(&job, &r, &settings).unwrap());
         all.push(serde_json::to_value(objects::token_secret(&job, "s3cret")).unwrap());
     }
-    assert_eq!(all.len(), 20);
+    assert_eq!(all.len(), 21);
     for o in &all {
         assert!(o["apiVersion"].is_string() && o["kind"].is_string(), "{o}");
     }
     common::validate_against_kubernetes(dir.path(), &all);
 
     // The check can fail: a field the schema does not have is rejected.
-    let mut bad = all[3].clone();
+    let mut bad = all[4].clone();
     bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, serde_yaml::to_string(&bad).unwrap()).unwrap();
@@ -438,6 +536,34 @@ fn render_prints_every_object_and_refuses_a_job_that_cannot_run_in_a_cluster() {
     );
     assert!(text.contains("clicks-control-token"));
     assert!(!text.contains("RIVULET_CONTROL_TOKEN: "));
+
+    // With NetworkPolicies on (flags, or the chart's environment), the job's is printed too.
+    let out = Command::new(bin)
+        .arg("render")
+        .arg(&good)
+        .args(["--network-policy", "--scrape-namespaces", "monitoring"])
+        .env("POD_NAMESPACE", "rivulet-system")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let policy: Value = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "NetworkPolicy")
+        .expect("a NetworkPolicy");
+    let http_from = &policy["spec"]["ingress"][1]["from"];
+    assert_eq!(
+        http_from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "rivulet-system"
+    );
+    assert_eq!(
+        http_from[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
 
     // A job with the default (local) storage: the field is named, nothing is printed.
     let local = dir.path().join("local.yaml");

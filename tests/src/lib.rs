@@ -11,6 +11,7 @@
 //!   the end offset, see tansu's deviations below).
 //! - [`Moto`]: one S3 server per test; buckets and objects through a tiny HTTP client
 //!   ([`http_request`]), and [`Moto::s3_env`] for a worker's environment.
+//! - [`LocalBrokerGuard`]: stops the broker `rivulet run` started in a directory.
 //! - [`WorkerProcess`]: a child process (a `rivulet-worker`, the `rivulet` CLI, or anything
 //!   else) with stdout and stderr captured to files, `kill -9`, SIGTERM and exit waits.
 //!   Every child dies with the test binary, even when it is killed, and is killed when
@@ -31,6 +32,7 @@
 
 mod http;
 mod kafka;
+mod local;
 mod moto;
 mod process;
 mod tansu;
@@ -44,6 +46,7 @@ pub use kafka::{
     committed_offset, consume_all, create_topic, produce, topic_partition_count, ConsumedRecord,
     DeliveryTracker, KafkaProducer, ProduceRecord,
 };
+pub use local::LocalBrokerGuard;
 pub use moto::Moto;
 pub use process::{ProcessBuilder, WorkerProcess};
 pub use tansu::{tansu_bin, Tansu};

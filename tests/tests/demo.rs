@@ -4,19 +4,7 @@
 
 use std::time::Duration;
 
-use rivulet_tests::{bin_path, workspace_root, ProcessBuilder};
-
-/// Stops the detached local broker of `rivulet run` in a directory, even when the test fails.
-struct BrokerGuard(std::path::PathBuf);
-
-impl Drop for BrokerGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(bin_path("rivulet"))
-            .current_dir(&self.0)
-            .args(["broker", "stop"])
-            .output();
-    }
-}
+use rivulet_tests::{bin_path, workspace_root, LocalBrokerGuard, ProcessBuilder};
 
 /// The snapshot number printed right after `prefix`.
 fn snapshot_after(out: &str, prefix: &str) -> u64 {
@@ -33,7 +21,7 @@ fn snapshot_after(out: &str, prefix: &str) -> u64 {
 #[test]
 fn demo_prints_results_and_resumes_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let _broker = BrokerGuard(dir.path().to_path_buf());
+    let _broker = LocalBrokerGuard(dir.path().to_path_buf());
     let job = dir.path().join("clicks.yaml");
     std::fs::copy(workspace_root().join("examples/clicks.yaml"), &job).unwrap();
     let run = |label: &str| {

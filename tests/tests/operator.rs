@@ -1122,6 +1122,24 @@ async fn stateless_and_last_state_upgrades_stop_then_deploy_without_a_savepoint(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_uses_exactly_the_permissions_it_is_granted() {
     let mut run = running_job().await;
+    // From here on the operator also gives the job a NetworkPolicy (the one permission a
+    // default operator does not use).
+    run.ctx = Arc::new(
+        Context::new(
+            run.client.clone(),
+            Settings {
+                worker_http_port: run.worker.port,
+                network_policy: Some(rivulet_operator::settings::NetworkPolicySettings {
+                    operator_namespace: "rivulet-system".into(),
+                    operator_labels: [("app.kubernetes.io/name".into(), "rivulet".into())].into(),
+                    scrape_namespaces: vec![],
+                }),
+                ..Settings::default()
+            },
+            Arc::new(Metrics::new()),
+        )
+        .with_clock(|| NOW_MS),
+    );
     let mut sim = Sim::new(&run);
     sim.job["spec"]["parallelism"] = json!(3);
     sim.job["metadata"]["generation"] = json!(2);
@@ -1134,6 +1152,23 @@ async fn the_reconciler_uses_exactly_the_permissions_it_is_granted() {
     sim.pods.clear();
     sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
         .await;
+    // The NetworkPolicy goes with the Service, before any worker starts.
+    let applied: Vec<&str> = sim
+        .writes
+        .iter()
+        .filter_map(|w| w.strip_prefix("PATCH "))
+        .filter(|w| !w.contains("/streamjobs/") && !w.ends_with("/scale"))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            path(CORE, "configmaps/clicks"),
+            path(CORE, "services/clicks"),
+            path("/apis/networking.k8s.io/v1", "networkpolicies/clicks"),
+            path(POLICY, "poddisruptionbudgets/clicks"),
+            path(APPS, "statefulsets/clicks"),
+        ]
+    );
     sim.job["metadata"]["deletionTimestamp"] = json!("2026-12-01T01:00:00Z");
     sim.until(&mut run.api, &run.ctx, "finalizer removed", |s| {
         s.job["metadata"]["finalizers"] == json!([])

@@ -28,6 +28,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as `key=value,…` (the operator's --operator-labels). */}}
+{{- define "rivulet.selectorLabelPairs" -}}
+{{- $pairs := list }}
+{{- range $k, $v := (include "rivulet.selectorLabels" . | fromYaml) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "rivulet.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "rivulet.fullname" .) .Values.serviceAccount.name }}
