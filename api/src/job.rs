@@ -341,7 +341,8 @@ pub struct AutoscalerSpec {
     /// One scale-down divides the parallelism by at most this.
     #[serde(default = "default_max_scale_down_factor")]
     pub max_scale_down_factor: f64,
-    /// Metrics are averaged over this window.
+    /// The window the autoscaler reads rates over (medians, so a burst shorter than half of
+    /// it is not taken for a change in load).
     #[serde(default = "default_metrics_window")]
     pub metrics_window: Duration,
 }
@@ -388,7 +389,7 @@ fn default_max_scale_down_factor() -> f64 {
 }
 
 fn default_metrics_window() -> Duration {
-    Duration::from_secs(120)
+    Duration::from_secs(60)
 }
 
 impl StreamJob {

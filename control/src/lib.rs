@@ -10,11 +10,14 @@
 //! - `delete`: deletion, with a bounded final savepoint.
 //! - `retention`: which savepoints are deleted.
 //! - [`rejected`]: the status of a spec the control plane refuses.
+//! - [`autoscaler`]: `decide(history, spec, current) -> Decision`, the autoscaler's target
+//!   parallelism with its reason and inputs.
 //! - [`runtime`]: the [`Runtime`] trait a control plane observes and acts through.
 //!
 //! Runtimes (the local one behind `rivulet`, the Kubernetes one behind the operator) observe
 //! and act; this crate decides. It depends on `rivulet-api` only.
 
+pub mod autoscaler;
 mod delete;
 pub mod desired;
 pub mod observed;

@@ -593,6 +593,8 @@ fn optional_objects_follow_their_values() {
     let monitor = of_kind(&objects, "ServiceMonitor")[0];
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
+    // The operator's per-job series keep the job's namespace, not the operator pod's.
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
     let service = find(&objects, "Service", "rivulet-metrics").unwrap();
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],

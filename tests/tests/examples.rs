@@ -3,17 +3,14 @@
 //! `--duration` added, as if Ctrl-C had been pressed) in a fresh directory, and expects a
 //! clean stop with a savepoint and window results printed. The S3 example runs against a
 //! real S3 server (moto) with the credentials in the environment, as its comment says, and
-//! its snapshots must land in the bucket. Each comment also tells how to apply the file on
+//! its snapshots must land in the bucket. Each example has a broker and workers of its own,
+//! so they run side by side. Each comment also tells how to apply the file on
 //! a cluster. (The schema and CEL checks of every example are in `api/tests/crd.rs`.)
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rivulet_tests::{bin_path, workspace_root, LocalBrokerGuard, Moto, ProcessBuilder};
-
-/// One example at a time: each starts a broker and workers of its own.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// How long each example runs before it is stopped.
 const RUN_FOR: &str = "20s";
@@ -53,9 +50,6 @@ fn documented_run(name: &str) -> Vec<String> {
 /// Runs `examples/<name>` as its comment says, for [`RUN_FOR`], with `env` added; returns
 /// what `rivulet run` printed and the directory it ran in.
 fn run_documented(name: &str, env: &[(String, String)]) -> (String, tempfile::TempDir) {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let _broker = LocalBrokerGuard(dir.path().to_path_buf());
     std::fs::create_dir(dir.path().join("examples")).expect("examples/");
