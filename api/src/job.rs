@@ -62,6 +62,12 @@ pub const JOB_LABEL: &str = "rivulet.dev/job";
         description = "Parallelism asked for"
     ),
     printcolumn(
+        name = "Autoscaled",
+        type_ = "integer",
+        json_path = ".status.autoscaler.parallelism",
+        description = "Parallelism the autoscaler set, in place of Desired (empty: none)"
+    ),
+    printcolumn(
         name = "Current",
         type_ = "integer",
         json_path = ".status.parallelism",

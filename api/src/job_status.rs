@@ -59,6 +59,9 @@ pub struct StreamJobStatus {
     /// Throughput, lag and backpressure across the workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSummary>,
+    /// What the autoscaler saw, recommended and did (present while it is enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
     /// The last error, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -322,4 +325,134 @@ pub struct MetricsSummary {
     /// The lowest event-time watermark of the workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Time>,
+}
+
+/// The autoscaler's memory and its decisions: the metric samples and recommendations it
+/// judges over, the parallelism it set, its last decision with the reason and inputs, and
+/// its last rescale with the downtime it measured. A restarted control plane carries on
+/// from it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// The parallelism the autoscaler set: while it is enabled it takes the place of
+    /// `spec.parallelism`. Absent: it has set none (the spec's holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// `spec.parallelism` when the autoscaler took over: a different value set since (by
+    /// hand, an HPA or KEDA) is a conflict, reported and not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_parallelism: Option<u32>,
+    /// Why `spec.parallelism` is not acted on, when it was changed from outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+    /// Partitions of the source topics, as the workers last reported them.
+    #[serde(default)]
+    pub partitions: u32,
+    /// Metric samples over the metrics window, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<AutoscalerSample>,
+    /// Recommendations over the scale-down interval, oldest first (of a run of equal ones,
+    /// the first and the last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<AutoscalerRecommendation>,
+    /// The newest decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<AutoscalerDecision>,
+    /// A rescale the autoscaler asked for that has not yet completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rescale: Option<AutoscalerRescale>,
+    /// The last rescale the autoscaler asked for, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rescale: Option<AutoscalerRescale>,
+    /// Rescales the autoscaler carried out.
+    #[serde(default)]
+    pub rescales: u64,
+}
+
+/// The job's metrics at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerSample {
+    /// Epoch milliseconds.
+    pub at_ms: i64,
+    /// Workers that reported.
+    pub parallelism: u32,
+    /// Records read per second, all workers.
+    pub records_per_second: f64,
+    /// Mean share of time the workers were processing, 0 to 1.
+    pub busy: f64,
+    /// The highest share of time a worker was blocked by downstream, 0 to 1.
+    pub backpressure: f64,
+    /// Records waiting in the source partitions.
+    pub lag: i64,
+}
+
+/// One recommendation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerRecommendation {
+    /// Epoch milliseconds.
+    pub at_ms: i64,
+    /// The parallelism the job ran at.
+    pub parallelism: u32,
+    /// The parallelism recommended.
+    pub recommended: u32,
+}
+
+/// A decision of the autoscaler, with what it was computed from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerDecision {
+    pub time: Option<Time>,
+    /// `Warming`, `Steady`, `ScaleUpPending`, `ScaleDownPending`, `IneffectiveScaleUp`,
+    /// `ScaleUp`, `ScaleDown` or `AtBound`.
+    pub reason: String,
+    /// The reason in words.
+    pub message: String,
+    /// The parallelism the job ran at.
+    pub parallelism: u32,
+    /// What the metrics call for, acted on or not.
+    pub recommended: u32,
+    /// The parallelism it rescales to, when it acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// Records arriving per second (read rate plus the lag's growth).
+    pub arrival_rate: f64,
+    /// Records read per second.
+    pub read_rate: f64,
+    /// Records waiting in the source partitions.
+    pub lag: f64,
+    /// The lag's growth, records per second.
+    pub lag_growth: f64,
+    /// Mean busy ratio of the workers.
+    pub busy: f64,
+    /// Records per second one worker processes when busy all the time.
+    pub worker_capacity: f64,
+    /// Records per second the job should be able to process.
+    pub required_capacity: f64,
+    /// Busy ratio of the busiest worker at the current parallelism.
+    pub projected_utilization: f64,
+}
+
+/// A rescale the autoscaler asked for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerRescale {
+    /// The parallelism before.
+    pub from: u32,
+    /// The parallelism asked for.
+    pub to: u32,
+    /// When it was asked for, epoch milliseconds.
+    pub requested_ms: i64,
+    /// When the new workers were all ready, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<i64>,
+    /// From the request to the new workers being ready, milliseconds: the time the job read
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<i64>,
+    /// The job's processing rate when busy all the time, records per second, just before.
+    pub capacity_before: f64,
+    /// `ScaleUp` or `ScaleDown`.
+    pub reason: String,
 }

@@ -79,6 +79,7 @@ fn names_subresources_and_columns() {
         [
             ("Phase", ".status.phase"),
             ("Desired", ".spec.parallelism"),
+            ("Autoscaled", ".status.autoscaler.parallelism"),
             ("Current", ".status.parallelism"),
             ("Lag", ".status.metrics.lag"),
             ("Last Savepoint", ".status.lastSavepoint.path"),

@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use rivulet_api::launch::{Restore, WORKER_BINARY};
 use rivulet_api::status::{SavepointStatus, WorkerStatus, FINAL_STATUS_FILE};
 use rivulet_api::{StreamJob, WorkerLaunch};
-use rivulet_control::observed::{SavepointRequest, Snapshots, Workers};
+use rivulet_control::observed::{RateMeter, SavepointRequest, Snapshots, Workers};
 use rivulet_control::{Action, Deploy, Observed, Runtime};
 use rivulet_storage::{JobStore, SnapshotCatalog, StoreError};
 use serde::{Deserialize, Serialize};
@@ -128,8 +128,8 @@ struct Slot {
     last_failure: Option<String>,
     ready: bool,
     status: Option<WorkerStatus>,
-    /// The previous `records_in` and when, for a rate.
-    previous_in: Option<(u64, Instant)>,
+    /// Records read per second, from `records_in`.
+    meter: RateMeter,
     rate: f64,
 }
 
@@ -515,14 +515,7 @@ impl LocalRuntime {
                 }
                 slot.status = self.get_json::<WorkerStatus>(&format!("{base}/status"));
                 if let Some(s) = &slot.status {
-                    let now = Instant::now();
-                    if let Some((before, at)) = slot.previous_in {
-                        let dt = now.duration_since(at).as_secs_f64();
-                        if dt > 0.0 {
-                            slot.rate = s.records_in.saturating_sub(before) as f64 / dt;
-                        }
-                    }
-                    slot.previous_in = Some((s.records_in, now));
+                    slot.rate = slot.meter.update(s.records_in, now_ms());
                 }
             } else {
                 slot.status = None;
@@ -554,18 +547,17 @@ impl LocalRuntime {
                 .flatten()
                 .map(|why| format!("worker {i} keeps failing: {why}"))
         });
-        let statuses = || set.slots.iter().filter_map(|s| s.status.as_ref());
-        Some(Workers {
+        let mut workers = Workers {
             deployment: set.record.deployment,
             count,
             ready,
             stopped,
             failure,
-            lag: statuses().map(|s| s.lag).sum(),
             records_per_second: set.slots.iter().map(|s| s.rate).sum(),
-            backpressure: statuses().map(|s| s.backpressure_ratio).fold(0.0, f64::max),
-            watermark_ms: statuses().filter_map(|s| s.watermark_ms).min(),
-        })
+            ..Workers::default()
+        };
+        workers.read_statuses(set.slots.iter().filter_map(|s| s.status.as_ref()));
+        Some(workers)
     }
 
     fn deploy(&mut self, d: &Deploy) -> Result<(), LocalError> {

@@ -19,13 +19,14 @@ pub fn age(t: &Time, now_ms: i64) -> String {
     }
 }
 
-/// `kubectl get sj`: the CRD's printer columns (NAME PHASE DESIRED CURRENT LAG
+/// `kubectl get sj`: the CRD's printer columns (NAME PHASE DESIRED AUTOSCALED CURRENT LAG
 /// LAST SAVEPOINT AGE).
 pub fn table(jobs: &[StreamJob], now_ms: i64) -> String {
     let mut rows: Vec<Vec<String>> = vec![[
         "NAME",
         "PHASE",
         "DESIRED",
+        "AUTOSCALED",
         "CURRENT",
         "LAG",
         "LAST SAVEPOINT",
@@ -40,6 +41,11 @@ pub fn table(jobs: &[StreamJob], now_ms: i64) -> String {
             j.job_name().to_string(),
             s.phase.map(|p| p.name().to_string()).unwrap_or_default(),
             j.spec.parallelism.to_string(),
+            s.autoscaler
+                .as_ref()
+                .and_then(|a| a.parallelism)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             s.parallelism.to_string(),
             s.metrics.map(|m| m.lag.to_string()).unwrap_or_default(),
             s.last_savepoint.map(|sp| sp.path).unwrap_or_default(),
@@ -90,6 +96,23 @@ pub fn describe(job: &StreamJob, events: &[EventRecord], now_ms: i64) -> String 
     let _ = writeln!(o, "  Job State:        {}", serde_plain(&spec.job_state));
     let _ = writeln!(o, "  Upgrade Mode:     {}", serde_plain(&spec.upgrade_mode));
     let _ = writeln!(o, "  State Storage:    {}", spec.state.storage);
+    let a = &spec.autoscaler;
+    if a.enabled {
+        let _ = writeln!(
+            o,
+            "  Autoscaler:       on ({}..{} workers, target {:.0}% busy, window {}, \
+             stabilization {}, scale-down interval {})",
+            a.min_parallelism,
+            a.max_parallelism
+                .map_or_else(|| spec.max_parallelism.to_string(), |m| m.to_string()),
+            a.target_utilization * 100.0,
+            a.metrics_window,
+            a.stabilization,
+            a.scale_down_interval
+        );
+    } else {
+        let _ = writeln!(o, "  Autoscaler:       off");
+    }
     let _ = writeln!(o, "Status:");
     let _ = writeln!(
         o,
@@ -159,6 +182,9 @@ pub fn describe(job: &StreamJob, events: &[EventRecord], now_ms: i64) -> String 
             ((now_ms - w.0.as_millisecond()) as f64 / 1000.0).max(0.0)
         );
     }
+    if let Some(a) = &s.autoscaler {
+        describe_autoscaler(&mut o, a, now_ms);
+    }
     if let Some(c) = &s.last_checkpoint {
         let _ = writeln!(
             o,
@@ -223,6 +249,59 @@ pub fn describe(job: &StreamJob, events: &[EventRecord], now_ms: i64) -> String 
         }
     }
     o
+}
+
+/// The autoscaler's part of `describe`: its parallelism, the last decision with its reason
+/// and inputs, the last rescale, and any conflict.
+fn describe_autoscaler(o: &mut String, a: &rivulet_api::job_status::AutoscalerStatus, now_ms: i64) {
+    let _ = writeln!(o, "  Autoscaler:");
+    let _ = writeln!(
+        o,
+        "    Parallelism:    {}",
+        a.parallelism.map_or_else(
+            || "the spec's (none set yet)".to_string(),
+            |p| p.to_string()
+        )
+    );
+    if let Some(d) = &a.last_decision {
+        let ago = d.time.as_ref().map_or("-".into(), |t| age(t, now_ms));
+        let _ = writeln!(
+            o,
+            "    Decision:       {} ({ago} ago): recommends {} at {}{}",
+            d.reason,
+            d.recommended,
+            d.parallelism,
+            d.target
+                .map(|t| format!(", rescaling to {t}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(o, "                    {}", d.message);
+    }
+    if let Some(r) = &a.pending_rescale {
+        let _ = writeln!(
+            o,
+            "    Rescaling:      {} → {} ({}, asked {:.0}s ago)",
+            r.from,
+            r.to,
+            r.reason,
+            ((now_ms - r.requested_ms) as f64 / 1000.0).max(0.0)
+        );
+    }
+    if let Some(r) = &a.last_rescale {
+        let _ = writeln!(
+            o,
+            "    Last Rescale:   {} → {} ({}, {:.0}s ago, {:.1}s without processing); {} in all",
+            r.from,
+            r.to,
+            r.reason,
+            ((now_ms - r.completed_ms.unwrap_or(r.requested_ms)) as f64 / 1000.0).max(0.0),
+            r.downtime_ms.unwrap_or(0) as f64 / 1000.0,
+            a.rescales
+        );
+    }
+    if let Some(c) = &a.conflict {
+        let _ = writeln!(o, "    Conflict:       {c}");
+    }
 }
 
 /// A unit enum value as its serialized name (`last-state`, `suspended`).

@@ -130,6 +130,19 @@ pub enum Reason {
     AtBound,
 }
 
+/// Every [`Reason::name`], for metric labels.
+pub const REASONS: &[&str] = &[
+    "Disabled",
+    "Warming",
+    "Steady",
+    "ScaleUpPending",
+    "ScaleDownPending",
+    "IneffectiveScaleUp",
+    "ScaleUp",
+    "ScaleDown",
+    "AtBound",
+];
+
 impl Reason {
     /// CamelCase, for events, metrics and status.
     pub fn name(&self) -> &'static str {
@@ -336,6 +349,88 @@ pub fn decide(history: &History, spec: &AutoscalerSpec, current: &Current) -> De
     keep(reason, recommended, inputs)
 }
 
+/// The decision in words, for status, events and `rivulet describe`.
+pub fn explain(decision: &Decision, spec: &AutoscalerSpec, current: &Current) -> String {
+    let i = &decision.inputs;
+    let p = current.parallelism;
+    let n = |k: u32| {
+        if k == 1 {
+            "1 worker".to_string()
+        } else {
+            format!("{k} workers")
+        }
+    };
+    let seconds = |ms: i64| format!("{:.0} s", (ms.max(0) as f64) / 1000.0);
+    let load = format!(
+        "{:.0} records/s arrive, {:.0} read; lag {:.0} ({:+.0}/s); {} at {:.0}% busy, \
+         {:.0} records/s each at full load; {:.0} records/s needed",
+        i.arrival_rate,
+        i.read_rate,
+        i.lag,
+        i.lag_growth,
+        n(p),
+        i.busy * 100.0,
+        i.worker_capacity,
+        i.required_capacity
+    );
+    match &decision.reason {
+        Reason::Disabled => "the autoscaler is disabled".into(),
+        Reason::Warming { until_ms } => format!(
+            "collecting a metrics window ({}) at {}: the first decision is due in {}",
+            spec.metrics_window,
+            n(p),
+            seconds(until_ms - current.now_ms)
+        ),
+        Reason::Steady => format!(
+            "keeping {}: {:.0}% projected utilization for a target of {:.0}% ({load})",
+            n(p),
+            i.projected_utilization * 100.0,
+            spec.target_utilization * 100.0
+        ),
+        Reason::ScaleUpPending { since_ms } => format!(
+            "{} recommended for {} of the stabilization ({}) before scaling up ({load})",
+            n(decision.recommended),
+            seconds(current.now_ms - since_ms),
+            spec.stabilization
+        ),
+        Reason::ScaleDownPending { since_ms } => format!(
+            "{} recommended for {} of the scale-down interval ({}) before scaling down \
+             ({load})",
+            n(decision.recommended),
+            seconds(current.now_ms - since_ms),
+            spec.scale_down_interval
+        ),
+        Reason::IneffectiveScaleUp { from, to, gain } => format!(
+            "{} recommended, but the scale-up from {} to {} raised the processing rate by \
+             only {:.0}% of what it promised: no further scale-up for this load ({load})",
+            n(decision.recommended),
+            from,
+            to,
+            gain * 100.0
+        ),
+        Reason::ScaleUp => format!(
+            "scaling up from {} to {} ({load})",
+            n(p),
+            n(decision.target.unwrap_or(decision.recommended))
+        ),
+        Reason::ScaleDown => format!(
+            "scaling down from {} to {}, the most a whole scale-down interval ({}) needed \
+             ({load})",
+            n(p),
+            n(decision.target.unwrap_or(decision.recommended)),
+            spec.scale_down_interval
+        ),
+        Reason::AtBound => format!(
+            "keeping {}: the bounds (minParallelism {}, at most {} by maxParallelism, key \
+             groups and {} source partitions) hold it ({load})",
+            n(p),
+            spec.min_parallelism,
+            max_useful(spec, current),
+            current.partitions
+        ),
+    }
+}
+
 /// When the run of recommendations matching `keep` that ends now began.
 fn streak_start(recent: &[Recommendation], keep: impl Fn(&Recommendation) -> bool) -> i64 {
     let mut since = recent.last().map_or(0, |r| r.at_ms);
@@ -438,6 +533,27 @@ fn recommend(inputs: &Inputs, spec: &AutoscalerSpec, current: &Current) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let all = [
+            Reason::Disabled,
+            Reason::Warming { until_ms: 0 },
+            Reason::Steady,
+            Reason::ScaleUpPending { since_ms: 0 },
+            Reason::ScaleDownPending { since_ms: 0 },
+            Reason::IneffectiveScaleUp {
+                from: 1,
+                to: 2,
+                gain: 0.0,
+            },
+            Reason::ScaleUp,
+            Reason::ScaleDown,
+            Reason::AtBound,
+        ];
+        let names: Vec<&str> = all.iter().map(Reason::name).collect();
+        assert_eq!(names, REASONS);
+    }
 
     #[test]
     fn alignment_takes_the_fewest_workers_whose_busiest_keeps_up() {

@@ -12,11 +12,14 @@
 //! - [`rejected`]: the status of a spec the control plane refuses.
 //! - [`autoscaler`]: `decide(history, spec, current) -> Decision`, the autoscaler's target
 //!   parallelism with its reason and inputs.
+//! - `autoscale`: the autoscaler inside the planner: samples into status, decisions, the
+//!   parallelism deployed, rescales measured, conflicts reported.
 //! - [`runtime`]: the [`Runtime`] trait a control plane observes and acts through.
 //!
 //! Runtimes (the local one behind `rivulet`, the Kubernetes one behind the operator) observe
 //! and act; this crate decides. It depends on `rivulet-api` only.
 
+mod autoscale;
 pub mod autoscaler;
 mod delete;
 pub mod desired;

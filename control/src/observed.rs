@@ -39,8 +39,44 @@ pub struct Workers {
     pub records_per_second: f64,
     /// The highest backpressure ratio of a worker, 0 to 1.
     pub backpressure: f64,
+    /// The mean busy ratio of the workers that reported, 0 to 1.
+    pub busy: f64,
+    /// Workers whose status was read (the metrics above are theirs).
+    pub reporting: u32,
+    /// Source partitions the reporting workers are assigned, each counted once.
+    pub partitions: u32,
     /// The lowest event-time watermark of the workers that have one, epoch milliseconds.
     pub watermark_ms: Option<i64>,
+}
+
+impl Workers {
+    /// Takes the lag, ratios, partitions and watermark from the workers' status documents:
+    /// the lag summed, backpressure the highest, busy the mean, the watermark the lowest.
+    /// (The read rate comes from the runtime, which sees the counters over time.)
+    pub fn read_statuses<'s>(
+        &mut self,
+        statuses: impl IntoIterator<Item = &'s rivulet_api::status::WorkerStatus>,
+    ) {
+        let mut partitions = std::collections::BTreeSet::new();
+        let (mut lag, mut backpressure, mut busy, mut n) = (0, 0.0f64, 0.0, 0u32);
+        let mut watermark: Option<i64> = None;
+        for s in statuses {
+            n += 1;
+            lag += s.lag;
+            backpressure = backpressure.max(s.backpressure_ratio);
+            busy += s.busy_ratio.clamp(0.0, 1.0);
+            if let Some(w) = s.watermark_ms {
+                watermark = Some(watermark.map_or(w, |m| m.min(w)));
+            }
+            partitions.extend(s.partitions.iter().map(|p| (p.topic.as_str(), p.partition)));
+        }
+        self.lag = lag;
+        self.backpressure = backpressure;
+        self.busy = if n > 0 { busy / f64::from(n) } else { 0.0 };
+        self.reporting = n;
+        self.partitions = partitions.len() as u32;
+        self.watermark_ms = watermark;
+    }
 }
 
 /// Completed snapshots of the job, as storage lists them.
@@ -129,5 +165,37 @@ impl SavepointRequest {
                 _ => RequestState::Pending,
             },
         })
+    }
+}
+
+/// The shortest span a [`RateMeter`] measures over: workers publish their counters every
+/// half second, so shorter spans alternate between nothing and twice the rate.
+pub const RATE_SPAN_MS: i64 = 2_000;
+
+/// The rate of a counter a runtime polls (records a worker has read): measured over at least
+/// [`RATE_SPAN_MS`]; between measurements it holds the last one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateMeter {
+    base: Option<(u64, i64)>,
+    rate: f64,
+}
+
+impl RateMeter {
+    /// Takes the counter's value at `at_ms` (epoch milliseconds); returns the rate per second.
+    pub fn update(&mut self, count: u64, at_ms: i64) -> f64 {
+        match self.base {
+            // A counter that went back belongs to a restarted worker: start over.
+            Some((before, _)) if count < before => {
+                self.base = Some((count, at_ms));
+                self.rate = 0.0;
+            }
+            Some((before, since)) if at_ms - since >= RATE_SPAN_MS => {
+                self.rate = (count - before) as f64 * 1000.0 / (at_ms - since) as f64;
+                self.base = Some((count, at_ms));
+            }
+            Some(_) => {}
+            None => self.base = Some((count, at_ms)),
+        }
+        self.rate
     }
 }

@@ -28,6 +28,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// Plan again within this long, milliseconds, even if nothing changes.
     pub requeue_after_ms: u64,
+    /// The autoscaler's decision taken in this plan, if it took one.
+    pub autoscaler_decision: Option<rivulet_api::job_status::AutoscalerDecision>,
 }
 
 /// Something a runtime carries out.
@@ -80,7 +82,14 @@ pub const IDLE_REQUEUE_MS: u64 = 10_000;
 
 /// Plans the next step of `job` given what `observed` shows.
 pub fn plan(job: &StreamJob, observed: &Observed) -> Plan {
-    let mut p = Planner::new(job, observed);
+    let auto = crate::autoscale::autoscale(job, observed);
+    let spec = auto.spec.as_ref().unwrap_or(&job.spec);
+    let mut p = Planner::new(job, spec, observed);
+    p.status.autoscaler = auto.status.clone();
+    p.events.extend(auto.events.iter().cloned());
+    if let Some(ms) = auto.requeue_ms {
+        p.requeue(ms);
+    }
     p.observe();
     if observed.deleting {
         p.delete();
@@ -99,8 +108,11 @@ pub fn plan(job: &StreamJob, observed: &Observed) -> Plan {
             p.retention();
         }
     }
+    crate::autoscale::track_rescale(&mut p.status, &mut p.events);
     p.settle();
-    p.finish()
+    let mut plan = p.finish();
+    plan.autoscaler_decision = auto.decision;
+    plan
 }
 
 /// The planner's working state for one call.
@@ -117,7 +129,7 @@ pub(crate) struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(job: &'a StreamJob, obs: &'a Observed) -> Self {
+    fn new(job: &'a StreamJob, spec: &'a StreamJobSpec, obs: &'a Observed) -> Self {
         let status = job.status.clone().unwrap_or_default();
         // Degraded holds until what caused it is resolved.
         let degraded = status
@@ -127,7 +139,7 @@ impl<'a> Planner<'a> {
             .map(|c| (c.reason.clone(), c.message.clone()));
         Planner {
             job,
-            spec: &job.spec,
+            spec,
             obs,
             status,
             actions: Vec::new(),
@@ -373,6 +385,7 @@ impl<'a> Planner<'a> {
             actions: self.actions,
             events: self.events,
             requeue_after_ms: self.requeue_after_ms,
+            autoscaler_decision: None,
         }
     }
 

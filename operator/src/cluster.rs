@@ -11,7 +11,6 @@
 //! gone, and only then applies the new ConfigMap and StatefulSet.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -20,7 +19,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use rivulet_api::job::StreamJob;
 use rivulet_api::status::WorkerStatus;
-use rivulet_control::observed::{SavepointRequest, Workers};
+use rivulet_control::observed::{RateMeter, SavepointRequest, Workers};
 use rivulet_control::{Action, Deploy, Observed, Runtime};
 use rivulet_storage::{JobStore, SnapshotCatalog, StoreEnv, StoreError};
 use serde::Serialize;
@@ -51,8 +50,8 @@ pub struct JobCache {
     catalog: SnapshotCatalog,
     /// The control-API token, once read or made.
     token: Option<String>,
-    /// Per pod: records read and when, for the input rate.
-    records_in: BTreeMap<String, (u64, Instant)>,
+    /// Per pod: records read per second.
+    records_in: BTreeMap<String, RateMeter>,
     /// The storage credentials from the job's Secret, as last read.
     storage_env: StoreEnv,
     /// The StatefulSet's replicas at the last observation (`None`: no StatefulSet).
@@ -172,23 +171,12 @@ impl<'a> KubernetesRuntime<'a> {
         Ok(out)
     }
 
-    fn rate(&mut self, pod: &str, records_in: u64) -> f64 {
-        let now = Instant::now();
-        let rate = match self.cache.records_in.get(pod) {
-            Some((before, at)) => {
-                let dt = now.duration_since(*at).as_secs_f64();
-                if dt > 0.0 {
-                    records_in.saturating_sub(*before) as f64 / dt
-                } else {
-                    0.0
-                }
-            }
-            None => 0.0,
-        };
+    fn rate(&mut self, pod: &str, records_in: u64, now_ms: i64) -> f64 {
         self.cache
             .records_in
-            .insert(pod.to_string(), (records_in, now));
-        rate
+            .entry(pod.to_string())
+            .or_default()
+            .update(records_in, now_ms)
     }
 
     /// The deployment the StatefulSet runs, from its annotation.
@@ -425,21 +413,20 @@ impl Runtime for KubernetesRuntime<'_> {
                 let mut rate = 0.0;
                 for p in &pods {
                     if let Some(s) = &p.status {
-                        rate += self.rate(&p.name, s.records_in);
+                        rate += self.rate(&p.name, s.records_in, now_ms);
                     }
                 }
-                let statuses = || pods.iter().filter_map(|p| p.status.as_ref());
-                Some(Workers {
+                let mut workers = Workers {
                     deployment,
                     count,
                     ready,
                     stopped,
                     failure,
-                    lag: statuses().map(|s| s.lag).sum(),
                     records_per_second: rate,
-                    backpressure: statuses().map(|s| s.backpressure_ratio).fold(0.0, f64::max),
-                    watermark_ms: statuses().filter_map(|s| s.watermark_ms).min(),
-                })
+                    ..Workers::default()
+                };
+                workers.read_statuses(pods.iter().filter_map(|p| p.status.as_ref()));
+                Some(workers)
             }
             _ => None,
         };

@@ -301,6 +301,9 @@ async fn plan_and_act(
     }
     publish(ctx, job, &events).await;
     ctx.metrics.observe_job(job, &status);
+    if let Some(decision) = &plan.autoscaler_decision {
+        ctx.metrics.autoscaler_decision(job, decision);
+    }
     let mut acted = planned.clone();
     acted.status = Some(status);
     let mut finalized = false;

@@ -46,6 +46,13 @@ struct SavepointLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    namespace: String,
+    streamjob: String,
+    reason: String,
+}
+
 impl JobLabels {
     fn of(job: &StreamJob) -> JobLabels {
         JobLabels {
@@ -65,6 +72,8 @@ pub struct Metrics {
     savepoints: Family<SavepointLabels, Counter>,
     parallelism: Family<JobLabels, Gauge>,
     rescales: Family<JobLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    recommended: Family<JobLabels, Gauge>,
     /// Each job's phase, to count jobs by phase.
     phases: Mutex<HashMap<String, String>>,
     /// This instance holds the leader lease (or runs without election).
@@ -89,6 +98,8 @@ impl Metrics {
         let savepoints = Family::<SavepointLabels, Counter>::default();
         let parallelism = Family::<JobLabels, Gauge>::default();
         let rescales = Family::<JobLabels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let recommended = Family::<JobLabels, Gauge>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "StreamJob reconciles", reconciles.clone());
         registry.register(
@@ -114,6 +125,16 @@ impl Metrics {
         );
         registry.register("rescales", "Rescales started, by job", rescales.clone());
         registry.register(
+            "autoscaler_decisions",
+            "Autoscaler decisions, by job and reason",
+            decisions.clone(),
+        );
+        registry.register(
+            "autoscaler_recommended_parallelism",
+            "The parallelism the autoscaler last recommended, acted on or not",
+            recommended.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this instance holds the leader lease",
             leader.clone(),
@@ -127,6 +148,8 @@ impl Metrics {
             savepoints,
             parallelism,
             rescales,
+            decisions,
+            recommended,
             phases: Mutex::default(),
             leader,
             ready: AtomicBool::new(false),
@@ -159,6 +182,14 @@ impl Metrics {
         let labels = JobLabels::of(job);
         self.parallelism.remove(&labels);
         self.rescales.remove(&labels);
+        self.recommended.remove(&labels);
+        for reason in rivulet_control::autoscaler::REASONS {
+            self.decisions.remove(&DecisionLabels {
+                namespace: labels.namespace.clone(),
+                streamjob: labels.streamjob.clone(),
+                reason: (*reason).into(),
+            });
+        }
         for result in ["completed", "failed"] {
             self.savepoints.remove(&SavepointLabels {
                 namespace: labels.namespace.clone(),
@@ -205,6 +236,25 @@ impl Metrics {
                 namespace: labels.namespace,
                 streamjob: labels.streamjob,
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    /// An autoscaler decision taken for `job`.
+    pub fn autoscaler_decision(
+        &self,
+        job: &StreamJob,
+        decision: &rivulet_api::job_status::AutoscalerDecision,
+    ) {
+        let labels = JobLabels::of(job);
+        self.recommended
+            .get_or_create(&labels)
+            .set(i64::from(decision.recommended));
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                namespace: labels.namespace,
+                streamjob: labels.streamjob,
+                reason: decision.reason.clone(),
             })
             .inc();
     }

@@ -111,6 +111,14 @@ fn operator_metrics() -> String {
     for reason in ["SavepointCompleted", "SavepointFailed", "RescaleStarted"] {
         m.event(&job, reason);
     }
+    m.autoscaler_decision(
+        &job,
+        &rivulet_api::job_status::AutoscalerDecision {
+            reason: "ScaleUp".into(),
+            recommended: 2,
+            ..Default::default()
+        },
+    );
     m.encode()
 }
 

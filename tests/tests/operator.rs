@@ -8,6 +8,7 @@ mod apiserver;
 #[path = "common/rbac.rs"]
 mod rbac;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,11 +119,23 @@ fn pod(i: u32, deployment: u64, ready: bool) -> Value {
 }
 
 fn context(client: kube::Client, worker_port: u16) -> Arc<Context> {
+    context_with_clock(client, worker_port, Arc::new(AtomicI64::new(NOW_MS)))
+}
+
+/// A context whose clock the test moves.
+fn context_with_clock(
+    client: kube::Client,
+    worker_port: u16,
+    clock: Arc<AtomicI64>,
+) -> Arc<Context> {
     let settings = Settings {
         worker_http_port: worker_port,
         ..Settings::default()
     };
-    Arc::new(Context::new(client, settings, Arc::new(Metrics::new())).with_clock(|| NOW_MS))
+    Arc::new(
+        Context::new(client, settings, Arc::new(Metrics::new()))
+            .with_clock(move || clock.load(Ordering::Relaxed)),
+    )
 }
 
 fn path(kind_path: &str, name: &str) -> String {
@@ -176,11 +189,15 @@ struct Running {
 }
 
 async fn running_job() -> Running {
+    running_job_with_clock(Arc::new(AtomicI64::new(NOW_MS))).await
+}
+
+async fn running_job_with_clock(clock: Arc<AtomicI64>) -> Running {
     let moto = Moto::start().expect("start moto");
     moto.create_bucket("snapshots").unwrap();
     let worker = FakeWorker::start("unused").await;
     let (client, mut api) = apiserver::client();
-    let ctx = context(client.clone(), worker.port);
+    let ctx = context_with_clock(client.clone(), worker.port, clock);
     let deployed = deploy_to_running(&mut api, &ctx, &moto, &worker).await;
     Running {
         moto,
@@ -1007,6 +1024,128 @@ async fn a_rescale_goes_through_a_savepoint_to_the_new_parallelism() {
         s.phase() == "Running" && s.job["status"]["parallelism"] == 3
     })
     .await;
+}
+
+/// The autoscaler through the reconciler: two workers busy all the time while the lag
+/// grows make it scale up (within the stabilization of a shortened window), carried out as
+/// the ordinary rescale (stop-with-savepoint, restore at the new parallelism); its reason
+/// and inputs are in status (checked against the CRD's status schema with every patch), its
+/// events are published, the decision is counted in the metrics, and the spec's
+/// parallelism stays the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_carries_out_an_autoscaler_decision_and_reports_it() {
+    let clock = Arc::new(AtomicI64::new(NOW_MS));
+    let mut run = running_job_with_clock(clock.clone()).await;
+    let mut sim = Sim::new(&run);
+    sim.job["spec"]["autoscaler"] =
+        json!({"enabled": true, "metricsWindow": "10s", "stabilization": "10s"});
+    sim.job["metadata"]["generation"] = json!(2);
+    let partitions: Vec<Value> = (0..4)
+        .map(|p| json!({"topic": "clicks", "partition": p, "backlog": "waiting"}))
+        .collect();
+    // Each worker reads 1000 records/s, busy all the time, and falls 2000/s further behind.
+    let (mut records, mut lag) = (100u64, 5i64);
+    let mut reconciles = 0;
+    while sim.phase() != "Rescaling" {
+        assert!(reconciles < 60, "no decision: {}", sim.job["status"]);
+        reconciles += 1;
+        clock.fetch_add(1_000, Ordering::Relaxed);
+        records += 1_000;
+        lag += 2_000;
+        {
+            let mut w = run.worker.state.lock().unwrap();
+            w.status["recordsIn"] = json!(records);
+            w.status["lag"] = json!(lag);
+            w.status["busyRatio"] = json!(1.0);
+            w.status["backpressureRatio"] = json!(0.0);
+            w.status["partitions"] = json!(partitions);
+        }
+        sim.reconcile(&mut run.api, &run.ctx).await;
+    }
+    let a = sim.job["status"]["autoscaler"].clone();
+    let d = &a["lastDecision"];
+    assert_eq!(d["reason"], "ScaleUp", "{a}");
+    // 2000 read + 4000 more arriving per second at 70 %: the 4 partitions' worth.
+    assert_eq!(d["target"], 4, "{a}");
+    assert_eq!(d["parallelism"], 2, "{a}");
+    assert_eq!(d["workerCapacity"], 1000.0, "{a}");
+    assert_eq!(d["arrivalRate"], 6000.0, "{a}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("scaling up from 2 workers to 4 workers"),
+        "{a}"
+    );
+    assert_eq!(a["pendingRescale"]["to"], 4, "{a}");
+    assert_eq!(a["partitions"], 4, "{a}");
+    assert_eq!(sim.job["spec"]["parallelism"], 2, "the spec is the user's");
+    for reason in [
+        "AutoscalerWarming",
+        "AutoscalerScaleUpPending",
+        "AutoscalerScaleUp",
+    ] {
+        assert!(
+            sim.events.iter().any(|e| e == reason),
+            "{reason}: {:?}",
+            sim.events
+        );
+    }
+    let metrics = run.ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "rivulet_operator_autoscaler_decisions_total{namespace=\"analytics\",streamjob=\"clicks\",reason=\"ScaleUp\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "rivulet_operator_autoscaler_recommended_parallelism{namespace=\"analytics\",streamjob=\"clicks\"} 4"
+        ),
+        "{metrics}"
+    );
+
+    // The ordinary rescale: stop with a savepoint, then four workers restoring it.
+    let savepoint = complete_savepoint(&run, 1, 8, true);
+    clock.fetch_add(1_000, Ordering::Relaxed);
+    sim.until(&mut run.api, &run.ctx, "scaled down", |s| {
+        s.writes.iter().any(|w| w.ends_with("/scale"))
+    })
+    .await;
+    sim.pods.clear();
+    clock.fetch_add(1_000, Ordering::Relaxed);
+    sim.until(&mut run.api, &run.ctx, "redeployed", |s| s.config.is_some())
+        .await;
+    let config = sim.config.clone().unwrap();
+    assert_eq!(config["data"]["RIVULET_PARALLELISM"], "4");
+    assert_eq!(config["data"]["RIVULET_RESTORE"], savepoint.as_str());
+    sim.pods = (0..4).map(|i| pod(i, 2, true)).collect();
+    {
+        let mut w = run.worker.state.lock().unwrap();
+        w.status["deployment"] = json!(2);
+        w.status["phase"] = json!("running");
+        w.status["stoppedWithSavepoint"] = json!(false);
+    }
+    clock.fetch_add(4_000, Ordering::Relaxed);
+    sim.until(&mut run.api, &run.ctx, "running at 4", |s| {
+        s.phase() == "Running" && s.job["status"]["parallelism"] == 4
+    })
+    .await;
+    let a = &sim.job["status"]["autoscaler"];
+    assert_eq!(a["rescales"], 1, "{a}");
+    assert!(a["pendingRescale"].is_null(), "{a}");
+    assert_eq!(a["lastRescale"]["from"], 2, "{a}");
+    assert_eq!(a["lastRescale"]["to"], 4, "{a}");
+    assert!(
+        a["lastRescale"]["downtimeMs"].as_i64().unwrap() >= 6_000,
+        "{a}"
+    );
+    assert!(
+        sim.events.iter().any(|e| e == "AutoscalerRescaled"),
+        "{:?}",
+        sim.events
+    );
+    assert_eq!(sim.job["spec"]["parallelism"], 2);
 }
 
 /// An operator restarted at every step of an upgrade (a fresh context each time: no cached

@@ -57,8 +57,23 @@ pub struct Board {
     pub due_ms: i64,
 }
 
+/// The input the workers read, for the autoscaler's tests: records arrive at `arrival(t)`
+/// per second; each ready worker processes up to `capacity` per second.
+pub struct Load {
+    pub arrival: Box<dyn Fn(i64) -> f64>,
+    pub capacity: f64,
+    pub partitions: u32,
+    pub lag: f64,
+    /// Records processed in the last tick, per second.
+    pub rate: f64,
+    /// Share of the workers' capacity used in the last tick.
+    pub busy: f64,
+}
+
 pub struct World {
     pub job: StreamJob,
+    /// The input, when the test models one.
+    pub load: Option<Load>,
     pub now_ms: i64,
     pub generation: i64,
     pub deleting: bool,
@@ -88,6 +103,7 @@ impl World {
     pub fn new(job: StreamJob) -> Self {
         World {
             job,
+            load: None,
             now_ms: 1_700_000_000_000,
             generation: 1,
             deleting: false,
@@ -149,17 +165,22 @@ impl World {
     pub fn observe(&self) -> Observed {
         let workers = self.workers.as_ref().map(|w| {
             let ready = self.ready(w);
-            Workers {
+            let mut workers = Workers {
                 deployment: w.deployment,
                 count: w.count,
                 ready: if ready && !w.exited { w.count } else { 0 },
                 stopped: w.exited,
                 failure: (self.broken(w) || w.crashed).then(|| "ImagePullBackOff".to_string()),
-                lag: 0,
-                records_per_second: 0.0,
-                backpressure: 0.0,
-                watermark_ms: None,
+                ..Workers::default()
+            };
+            if let Some(load) = &self.load {
+                workers.records_per_second = load.rate;
+                workers.busy = load.busy;
+                workers.lag = load.lag as i64;
+                workers.partitions = load.partitions;
+                workers.reporting = workers.ready;
             }
+            workers
         });
         Observed {
             now_ms: self.now_ms,
@@ -336,6 +357,21 @@ impl World {
     /// The clock moves; workers checkpoint, savepoints complete, stopping workers exit.
     pub fn tick(&mut self) {
         self.now_ms += TICK_MS;
+        let processing = self
+            .workers
+            .as_ref()
+            .filter(|w| self.ready(w) && !w.exited)
+            .map_or(0, |w| w.count);
+        let now_ms = self.now_ms;
+        if let Some(load) = self.load.as_mut() {
+            let dt = TICK_MS as f64 / 1000.0;
+            let arrived = (load.arrival)(now_ms).max(0.0) * dt;
+            let can = load.capacity * f64::from(processing) * dt;
+            let done = can.min(load.lag + arrived);
+            load.lag += arrived - done;
+            load.rate = done / dt;
+            load.busy = if can > 0.0 { done / can } else { 0.0 };
+        }
         let healthy = self
             .workers
             .as_ref()

@@ -1,6 +1,6 @@
 //! Faults injected by tests (`RIVULET_FAULT`): a crash right after a manifest is written and
-//! before its commit, a crash instead of a commit, a slow at-least-once sink, and a slow
-//! source.
+//! before its commit, a crash instead of a commit, a slow at-least-once sink, a slow
+//! source, and slow processing.
 
 /// A fault to inject, for tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +12,10 @@ pub enum Fault {
     /// A source that returns at most `per_second` records per second (since the attempt
     /// started), so a small backlog takes a while to read.
     SlowSource { per_second: u64 },
+    /// Processing that takes `1 / per_second` seconds a record, spent busy (a costly
+    /// pipeline): the worker processes at most `per_second` records per second, and its busy
+    /// ratio says so.
+    SlowProcessing { per_second: u64 },
     /// Abort instead of committing the output of an epoch `>= from`, whether on the
     /// coordinator's word or when settling a restored checkpoint: every worker with this
     /// fault dies with that output uncommitted.
@@ -19,8 +23,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Parses `after-manifest`, `after-manifest:N`, `before-commit:N`, `slow-sink:N` or
-    /// `slow-source:N`.
+    /// Parses `after-manifest`, `after-manifest:N`, `before-commit:N`, `slow-sink:N`,
+    /// `slow-source:N` or `slow-processing:N`.
     pub fn parse(s: &str) -> Option<Fault> {
         let s = s.trim();
         if s == "after-manifest" {
@@ -33,6 +37,11 @@ impl Fault {
         }
         if let Some(n) = s.strip_prefix("slow-source:") {
             return Some(Fault::SlowSource {
+                per_second: n.parse().ok()?,
+            });
+        }
+        if let Some(n) = s.strip_prefix("slow-processing:") {
+            return Some(Fault::SlowProcessing {
                 per_second: n.parse().ok()?,
             });
         }
@@ -81,6 +90,10 @@ mod tests {
         assert_eq!(
             Fault::parse("slow-source:20000"),
             Some(Fault::SlowSource { per_second: 20_000 })
+        );
+        assert_eq!(
+            Fault::parse("slow-processing:2000"),
+            Some(Fault::SlowProcessing { per_second: 2_000 })
         );
         assert_eq!(Fault::parse("before-commit"), None);
         assert_eq!(Fault::parse("sometimes"), None);

@@ -323,6 +323,13 @@ impl Worker {
                 let t0 = Instant::now();
                 self.metrics.records_in.inc_by(batch.len() as u64);
                 self.route(mesh.as_mut(), &batch)?;
+                if let Some(Fault::SlowProcessing { per_second }) = self.opts.fault {
+                    let cost =
+                        Duration::from_secs_f64(batch.len() as f64 / per_second.max(1) as f64);
+                    if let Some(rest) = cost.checked_sub(t0.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
+                }
                 self.busy += t0.elapsed();
             } else if let Some(m) = mesh.as_mut() {
                 // Blocked: on credit (backpressure), on alignment, or stopping.
@@ -349,7 +356,7 @@ impl Worker {
     }
 
     /// How many records the next poll may return: [`MAX_BATCH`], or fewer under the
-    /// `slow-source` fault (0 while it is ahead of its rate).
+    /// `slow-source` fault (0 while it is ahead of its rate) and `slow-processing`.
     fn source_budget(&self) -> usize {
         match self.opts.fault {
             Some(Fault::SlowSource { per_second }) => {
@@ -357,6 +364,10 @@ impl Worker {
                 allowed
                     .saturating_sub(self.source_read)
                     .min(MAX_BATCH as u64) as usize
+            }
+            // Batches of about 50 ms of work, so the loop stays responsive.
+            Some(Fault::SlowProcessing { per_second }) => {
+                (per_second / 20).clamp(1, MAX_BATCH as u64) as usize
             }
             _ => MAX_BATCH,
         }
