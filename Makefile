@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 
 CARGO ?= cargo
 
-.PHONY: all setup build run test fmt clippy bench profile images
+.PHONY: all setup build run test fmt clippy bench bench-flink profile images
 
 all: build
 
@@ -30,6 +30,11 @@ BENCH_EVENTS ?= 1000000
 BENCH_PARALLELISM ?= 1,2
 bench: setup build
 	$(CARGO_TARGET_DIR)/release/rivulet-bench run --events $(BENCH_EVENTS) --parallelism $(BENCH_PARALLELISM)
+
+## bench-flink: the Flink comparison (bids per auction in tumbling 10 s windows) on Rivulet, in process and through Kafka, and on a local Flink (PyPI apache-flink, Java 17; installed in a virtualenv) in the same run, at each parallelism in BENCH_PARALLELISM; writes bench/results/<UTC date>-flink.md
+FLINK_EVENTS ?= 5000000
+bench-flink: setup build
+	$(CARGO_TARGET_DIR)/release/rivulet-bench flink --events $(FLINK_EVENTS) --parallelism $(BENCH_PARALLELISM) --python "$$(scripts/setup-flink.sh)"
 
 ## profile: a perf CPU profile of one query in process (QUERY=q5-heap, EVENTS=300000)
 QUERY ?= q5-heap

@@ -4,6 +4,7 @@
 # `rivulet-bench in-process`, then the hottest functions by self time and by inclusive time.
 #
 # usage: bench/scripts/profile.sh QUERY [EVENTS]   e.g. bench/scripts/profile.sh q5-heap 300000
+# (the Flink comparison's query, tumble-heap, reads its uniform bids)
 set -euo pipefail
 query=${1:?usage: profile.sh QUERY [EVENTS] (e.g. q5-heap)}
 events=${2:-300000}
@@ -17,7 +18,8 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 perf record -q -F 999 -e cpu-clock --call-graph dwarf,16384 -o "$out/perf.data" \
-    "$bench" in-process --events "$events" --queries "$query"
+    "$bench" in-process --events "$events" --queries "$query" \
+    $([[ "$query" == tumble-* ]] && echo --uniform-bids)
 echo "== self time (top 25) =="
 perf report -i "$out/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -25 || true

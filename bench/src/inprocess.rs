@@ -1,4 +1,4 @@
-//! The in-process path: Nexmark events generated into memory, then fed to the worker's own
+//! The in-process path: a dataset's events (Nexmark's, or the Flink comparison's bids) generated into memory, then fed to the worker's own
 //! [`Processor`] in batches, with no Kafka, no checkpoints and no sink.
 //!
 //! What is timed is exactly what a worker does between `poll` and `produce`: decode,
@@ -22,7 +22,7 @@ use rivulet_worker::processor::Processor;
 use rivulet_worker::record::{RecordMeta, SourceRecord};
 use rivulet_worker::runtime::now_ms;
 
-use crate::nexmark::{Config, Generator};
+use crate::dataset::Dataset;
 use crate::queries::{Query, Variant};
 use crate::runner::cpu_seconds;
 
@@ -61,13 +61,12 @@ impl InProcessResult {
 
 /// The events `0..events` as a source would deliver them from `partitions` partitions of
 /// `topic`.
-pub fn generate(config: &Config, events: u64, topic: &str, partitions: i32) -> Vec<SourceRecord> {
-    let generator = Generator::new(config.clone());
+pub fn generate(dataset: &Dataset, events: u64, topic: &str, partitions: i32) -> Vec<SourceRecord> {
     let topic: Arc<str> = Arc::from(topic);
     let partitions = partitions.max(1) as u64;
     (0..events)
         .map(|n| SourceRecord {
-            payload: Some(generator.event(n).to_json().into_bytes()),
+            payload: Some(dataset.json(n).into_bytes()),
             meta: RecordMeta {
                 topic: topic.clone(),
                 partition: (n % partitions) as i32,
@@ -184,10 +183,15 @@ mod tests {
 
     #[test]
     fn every_query_runs_in_process_and_filters_like_the_spec_says() {
-        let config = Config::default();
-        let records = generate(&config, 20_000, "nexmark", 4);
+        let config = crate::nexmark::Config::default();
+        let records = generate(&Dataset::nexmark(config.clone()), 20_000, "nexmark", 4);
         let bids = (0..20_000)
-            .filter(|n| Generator::new(config.clone()).event(*n).kind() == "bid")
+            .filter(|n| {
+                crate::nexmark::Generator::new(config.clone())
+                    .event(*n)
+                    .kind()
+                    == "bid"
+            })
             .count() as u64;
         let scratch = tempfile::tempdir().unwrap();
         for q in crate::queries::QUERIES {

@@ -1,12 +1,14 @@
-//! `rivulet-bench`: the Nexmark suite through Kafka (`run`), or a Nexmark event filler for
-//! any Kafka topic (`fill`).
+//! `rivulet-bench`: the Nexmark suite through Kafka (`run`), the Flink comparison
+//! (`flink`), or a Nexmark event filler for any Kafka topic (`fill`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rivulet_bench::nexmark::Config;
+use rivulet_bench::dataset::Dataset;
+use rivulet_bench::flink::{self, FlinkOptions};
+use rivulet_bench::nexmark::{Config, UniformBids};
 use rivulet_bench::queries::{Variant, DEFAULT_VARIANTS};
 use rivulet_bench::rescale::{self, RescaleOptions, Step};
 use rivulet_bench::{report, runner};
@@ -126,6 +128,41 @@ enum Command {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
     },
+    /// The Flink comparison: bids per auction in tumbling 10 s windows (count, max price)
+    /// over uniform bids, on Rivulet in process and through Kafka (tansu) at each
+    /// parallelism, and on a local Flink (PyPI apache-flink, Java 17) from a JSON file to
+    /// JSON files in the same run; every run checked against the truth counted from the
+    /// bids; writes <out>/<UTC date>-flink.md.
+    Flink {
+        /// Bids generated (one per millisecond of event time).
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        /// Auctions the bids are spread over, uniformly.
+        #[arg(long, default_value_t = 10_000)]
+        auctions: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u32).range(1..))]
+        parallelism: Vec<u32>,
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_ms: u64,
+        /// Runs of each engine at each parallelism (medians reported).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Seconds before one run is given up.
+        #[arg(long, default_value_t = 600)]
+        run_timeout: u64,
+        /// The Python that has apache-flink.
+        #[arg(long, env = "RIVULET_FLINK_PYTHON", default_value = "python3")]
+        python: String,
+        /// Rivulet only: skip Flink (when it cannot run on the machine).
+        #[arg(long)]
+        no_flink: bool,
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+        out: PathBuf,
+    },
     /// Only the in-process measurements (no broker), printed; for profiling.
     InProcess {
         #[command(flatten)]
@@ -133,6 +170,10 @@ enum Command {
         /// QUERY-BACKEND (e.g. q5-rocksdb); comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "q5-heap")]
         queries: Vec<String>,
+        /// Read the Flink comparison's uniform bids (10,000 auctions) instead of Nexmark's
+        /// events (for `tumble-heap`).
+        #[arg(long)]
+        uniform_bids: bool,
     },
     /// Write Nexmark events (JSON, one topic) to an existing Kafka topic, round-robin over
     /// its partitions.
@@ -169,9 +210,11 @@ fn main() -> anyhow::Result<()> {
                 .map(|v| Variant::parse(v))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let opts = runner::Options {
+                dataset: Dataset::nexmark(source.config()),
                 events: source.events,
                 partitions: source.partitions,
                 seed: source.seed,
+                expected_out: None,
                 checkpoint_ms,
                 variants,
                 parallelisms: runner::parallelisms(&parallelism)?,
@@ -193,9 +236,21 @@ fn main() -> anyhow::Result<()> {
             println!("{text}");
             eprintln!("wrote {}", path.display());
         }
-        Command::InProcess { source, queries } => {
+        Command::InProcess {
+            source,
+            queries,
+            uniform_bids,
+        } => {
+            let dataset = if uniform_bids {
+                Dataset::UniformBids(UniformBids {
+                    seed: source.seed,
+                    ..UniformBids::default()
+                })
+            } else {
+                Dataset::nexmark(source.config())
+            };
             let records = rivulet_bench::inprocess::generate(
-                &source.config(),
+                &dataset,
                 source.events,
                 "nexmark",
                 source.partitions,
@@ -218,6 +273,106 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Flink {
+            events,
+            auctions,
+            partitions,
+            seed,
+            parallelism,
+            checkpoint_ms,
+            repeat,
+            run_timeout,
+            python,
+            no_flink,
+            out,
+        } => {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let mut progress = |line: &str| eprintln!("{line}");
+            let flink_opts = FlinkOptions {
+                python,
+                java_home: flink::default_java_home(),
+                parallelisms: runner::parallelisms(&parallelism)?,
+                checkpoint_ms,
+                repeat,
+                timeout: Duration::from_secs(run_timeout),
+            };
+            if !no_flink {
+                flink::check_flink(&flink_opts.python)?;
+            }
+            let bids = UniformBids {
+                seed,
+                auctions,
+                ..UniformBids::default()
+            };
+            let dataset = Dataset::UniformBids(bids.clone());
+            let truth = flink::truth(&bids, events, partitions);
+            progress(&format!(
+                "truth: {} results in all, {} in the windows the last watermark closes",
+                truth.all_windows, truth.closed_windows
+            ));
+            let opts = runner::Options {
+                dataset: dataset.clone(),
+                events,
+                partitions,
+                seed,
+                expected_out: Some(truth.closed_windows),
+                checkpoint_ms,
+                variants: vec![Variant::parse("tumble-heap-eo")?],
+                parallelisms: flink_opts.parallelisms.clone(),
+                run_timeout: Duration::from_secs(run_timeout),
+                ceiling_runs: 3,
+                repeat,
+                in_process: true,
+                latency_rate: 0,
+                latency_seconds: 0,
+                rescale: None,
+            };
+            let outcome = runner::run(&opts, &mut progress)?;
+            let scratch = tempfile::Builder::new()
+                .prefix("rivulet-bench-flink-")
+                .tempdir()?;
+            let (flink_runs, input_bytes) = if no_flink {
+                (Vec::new(), 0)
+            } else {
+                let input = scratch.path().join("bids.json");
+                let bytes = flink::write_input(&dataset, events, &input)?;
+                progress(&format!(
+                    "wrote {events} bids ({:.1} MB) to {}",
+                    bytes as f64 / 1e6,
+                    input.display()
+                ));
+                let runs = flink::run_all(
+                    &flink_opts,
+                    &input,
+                    scratch.path(),
+                    events,
+                    &truth,
+                    &mut progress,
+                );
+                (runs, bytes)
+            };
+            let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+            let mut text = report::render_titled(
+                &format!("The Flink comparison, {date}"),
+                &command,
+                &opts,
+                &outcome,
+            );
+            flink::render(
+                &mut text,
+                events,
+                input_bytes,
+                &truth,
+                &flink_runs,
+                &flink_opts,
+                &outcome,
+            );
+            std::fs::create_dir_all(&out)?;
+            let path = out.join(format!("{date}-flink.md"));
+            std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
+            println!("{text}");
+            eprintln!("wrote {}", path.display());
+        }
         Command::Fill {
             bootstrap_servers,
             topic,
@@ -225,15 +380,15 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let partitions = rivulet_tests::topic_partition_count(&bootstrap_servers, &topic)?;
-            let config = Config {
+            let dataset = Dataset::nexmark(Config {
                 seed,
                 ..Config::default()
-            };
+            });
             let fill = runner::fill_topic(
                 &bootstrap_servers,
                 &topic,
                 partitions as i32,
-                &config,
+                &dataset,
                 events,
             )?;
             eprintln!(

@@ -30,6 +30,10 @@
 //! `auction`, `bid`); every event has `dateTime` in epoch milliseconds. Bids carry
 //! `auction`, `bidder`, `price`, `channel`, `url`, `dateTime` and the constant `all: 1`,
 //! which the q7-style query uses as its key (a global aggregate still needs a key field).
+//!
+//! **The Flink comparison's bids** ([`UniformBids`]): bids only, one per millisecond of
+//! event time, in order, with the auction uniform over 10,000 ids: a high-cardinality
+//! tumbling aggregation with many results, the query Flink users start with.
 
 /// Persons in every [`TOTAL_PROPORTION`] events.
 pub const PERSON_PROPORTION: u64 = 1;
@@ -267,6 +271,66 @@ fn next_price(rng: &mut Rng) -> u64 {
     (10f64.powf(rng.unit() * 6.0) * 100.0).round() as u64
 }
 
+/// A bid's channel and url: a hot channel with probability `1 - 1/hot_ratio`.
+fn next_channel(rng: &mut Rng, hot_ratio: u64) -> (String, String) {
+    if rng.below(hot_ratio.max(1)) > 0 {
+        let i = rng.below(HOT_CHANNELS.len() as u64) as usize;
+        (
+            HOT_CHANNELS[i].to_string(),
+            format!(
+                "https://www.nexmark.com/{}/item.htm?query=1",
+                HOT_CHANNELS[i]
+            ),
+        )
+    } else {
+        let ch = rng.below(CHANNELS_NUMBER);
+        (
+            format!("channel-{ch}"),
+            format!("https://www.nexmark.com/{}/item.htm?query=1", rng.word(5)),
+        )
+    }
+}
+
+/// The Flink comparison's events: bids only, in order, one per millisecond of event time
+/// from `base_time_ms`, each for an auction drawn uniformly from `auctions` ids (numbered
+/// from [`FIRST_AUCTION_ID`]); bidder, price, channel and url are drawn as for Nexmark's
+/// bids. Bid `n` depends only on the seed and `n`, like [`Generator::event`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct UniformBids {
+    pub seed: u64,
+    pub auctions: u64,
+    pub base_time_ms: i64,
+}
+
+impl Default for UniformBids {
+    fn default() -> Self {
+        UniformBids {
+            seed: 0,
+            auctions: 10_000,
+            base_time_ms: Config::default().base_time_ms,
+        }
+    }
+}
+
+impl UniformBids {
+    /// Bid number `n`, at `base_time_ms + n`.
+    pub fn bid(&self, n: u64) -> Bid {
+        let mut rng = Rng::for_event(self.seed, n);
+        let auction = FIRST_AUCTION_ID + rng.below(self.auctions.max(1));
+        let bidder = FIRST_PERSON_ID + rng.below(NUM_ACTIVE_PEOPLE);
+        let price = next_price(&mut rng);
+        let (channel, url) = next_channel(&mut rng, Config::default().hot_channel_ratio);
+        Bid {
+            auction,
+            bidder,
+            price,
+            channel,
+            url,
+            date_time: self.base_time_ms + n as i64,
+        }
+    }
+}
+
 /// Generates events `0, 1, 2, …` of one configuration; see the module docs.
 #[derive(Clone, Debug)]
 pub struct Generator {
@@ -348,22 +412,7 @@ impl Generator {
                 next_base0_person_id(n, &mut rng)
             } + FIRST_PERSON_ID;
             let price = next_price(&mut rng);
-            let (channel, url) = if rng.below(c.hot_channel_ratio.max(1)) > 0 {
-                let i = rng.below(HOT_CHANNELS.len() as u64) as usize;
-                (
-                    HOT_CHANNELS[i].to_string(),
-                    format!(
-                        "https://www.nexmark.com/{}/item.htm?query=1",
-                        HOT_CHANNELS[i]
-                    ),
-                )
-            } else {
-                let ch = rng.below(CHANNELS_NUMBER);
-                (
-                    format!("channel-{ch}"),
-                    format!("https://www.nexmark.com/{}/item.htm?query=1", rng.word(5)),
-                )
-            };
+            let (channel, url) = next_channel(&mut rng, c.hot_channel_ratio);
             Event::Bid(Bid {
                 auction,
                 bidder,
@@ -391,6 +440,27 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn uniform_bids_are_in_order_and_spread_over_every_auction() {
+        let bids = UniformBids::default();
+        let mut per_auction: HashMap<u64, u64> = HashMap::new();
+        for n in 0..100_000 {
+            let b = bids.bid(n);
+            assert_eq!(b.date_time, bids.base_time_ms + n as i64);
+            assert_eq!(b, bids.bid(n));
+            *per_auction.entry(b.auction).or_default() += 1;
+        }
+        assert_eq!(per_auction.len(), 10_000);
+        assert!(per_auction.keys().all(|a| (1000..11_000).contains(a)));
+        // 10 per auction on average: uniform, so none is far off.
+        assert!(per_auction.values().all(|&c| (1..=35).contains(&c)));
+        let other = UniformBids {
+            seed: 1,
+            ..UniformBids::default()
+        };
+        assert_ne!(bids.bid(5), other.bid(5));
+    }
 
     #[test]
     fn mix_is_1_3_46() {

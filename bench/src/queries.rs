@@ -43,6 +43,11 @@ pub const QUERIES: &[Query] = &[
         yaml: include_str!("../queries/q7.yaml"),
     },
     Query {
+        name: "tumble",
+        description: "the Flink comparison: bids per auction, tumbling event-time window 10 s, count and max(price)",
+        yaml: include_str!("../queries/tumble.yaml"),
+    },
+    Query {
         name: "q12",
         description: "bids per bidder, tumbling processing-time window 10 s",
         yaml: include_str!("../queries/q12.yaml"),

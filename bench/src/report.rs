@@ -92,7 +92,7 @@ fn and_list(items: &[u32]) -> String {
 /// A table's header row (`columns` separated by ` | `) and alignment row; `align` has a
 /// letter per column, `l` (left) or
 /// `r` (right, for numbers).
-fn table_head(s: &mut String, columns: &str, align: &str) {
+pub(crate) fn table_head(s: &mut String, columns: &str, align: &str) {
     let _ = writeln!(s, "| {columns} |");
     let marks: Vec<&str> = align
         .chars()
@@ -130,16 +130,21 @@ fn each_run(vr: &VariantRuns) -> String {
 }
 
 pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String {
+    render_titled(&format!("Nexmark benchmarks, {date}"), command, opts, o)
+}
+
+/// [`render`] under another title (the Flink comparison's file).
+pub fn render_titled(title: &str, command: &str, opts: &Options, o: &Outcome) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Nexmark benchmarks, {date}\n");
+    let _ = writeln!(s, "# {title}\n");
     let _ = writeln!(s, "- Machine: {}", machine());
     let _ = writeln!(s, "- Command: `{command}`");
     let _ = writeln!(
         s,
-        "- Broker: tansu on loopback (in memory), same machine. Source topic `nexmark`, {} partitions, {} events (seed {}), {:.1} MB of JSON ({:.0} bytes/event); filled in {:.1} s ({:.0} events/s).",
+        "- Broker: tansu on loopback (in memory), same machine. Source topic `nexmark`, {} partitions, {} events: {}; {:.1} MB of JSON ({:.0} bytes/event); filled in {:.1} s ({:.0} events/s).",
         opts.partitions,
         o.fill.events,
-        opts.seed,
+        opts.dataset.describe(),
         o.fill.bytes as f64 / 1e6,
         o.fill.bytes as f64 / o.fill.events.max(1) as f64,
         o.fill.seconds,
@@ -268,9 +273,23 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
         render_every_run(&mut s, o);
     }
 
+    if opts.variants.iter().any(|v| v.query == "q5") {
+        render_q5_ratios(&mut s, opts, o);
+    }
+
+    render_checkpoints(&mut s, opts, &o.variants);
+    if let Some(ro) = &opts.rescale {
+        render_rescale(&mut s, opts, ro, &o.rescale);
+    }
+    render_latency(&mut s, opts, &o.latency);
+    s
+}
+
+/// q5's exactly-once and RocksDB ratios.
+fn render_q5_ratios(s: &mut String, opts: &Options, o: &Outcome) {
     let _ = writeln!(s, "\n## Ratios\n");
     let _ = writeln!(s, "Of the median events/s, at the same parallelism.\n");
-    table_head(&mut s, "comparison | workers | ratio | target | ", "lrrll");
+    table_head(s, "comparison | workers | ratio | target | ", "lrrll");
     use DeliveryGuarantee::*;
     use StateBackendKind::*;
     let ratios = [
@@ -309,13 +328,6 @@ pub fn render(date: &str, command: &str, opts: &Options, o: &Outcome) -> String 
             };
         }
     }
-
-    render_checkpoints(&mut s, opts, &o.variants);
-    if let Some(ro) = &opts.rescale {
-        render_rescale(&mut s, opts, ro, &o.rescale);
-    }
-    render_latency(&mut s, opts, &o.latency);
-    s
 }
 
 /// Worker 0's checkpoints during the throughput runs, one row per variant and parallelism.
@@ -609,6 +621,7 @@ mod tests {
             records_late: 0,
             seconds,
             handled_seconds: Some(seconds),
+            out_seconds: None,
             startup_seconds: Some(0.1),
             cpu_seconds: seconds / 2.0,
             broker_cpu_seconds: 0.1,
@@ -622,9 +635,11 @@ mod tests {
         let eo = Variant::parse("q5-heap-eo").unwrap();
         let alo = Variant::parse("q5-heap-alo").unwrap();
         let opts = Options {
+            dataset: crate::dataset::Dataset::nexmark(crate::nexmark::Config::default()),
             events: 1000,
             partitions: 4,
             seed: 0,
+            expected_out: None,
             checkpoint_ms: 1000,
             variants: vec![eo, alo],
             parallelisms: vec![1],

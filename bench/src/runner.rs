@@ -53,18 +53,24 @@ use rivulet_tests::{
 };
 use rivulet_worker::runtime::now_ms;
 
+use crate::dataset::Dataset;
 use crate::inprocess::{self, InProcessResult};
 use crate::latency::{self, Histogram, LATENCY_METRIC};
-use crate::nexmark::{Config, Generator};
 use crate::queries::{self, Variant};
 use crate::rescale::{self, RescaleOptions, RescaleResult};
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The events of the source topic and of the in-process runs.
+    pub dataset: Dataset,
     pub events: u64,
     pub partitions: i32,
+    /// The seed of the live phases' Nexmark events (rescale, latency).
     pub seed: u64,
+    /// The number of results every run must give, computed apart from the pipeline (the
+    /// Flink comparison's truth); `None` checks runs against the in-process run only.
+    pub expected_out: Option<u64>,
     pub checkpoint_ms: u64,
     pub variants: Vec<Variant>,
     /// Every variant is measured at each of these parallelisms (workers of one job), in
@@ -133,6 +139,10 @@ pub struct RunResult {
     /// Spawn until every input record was handled (processed, filtered, late, malformed
     /// or keyless); `None` if that did not happen within the run timeout.
     pub handled_seconds: Option<f64>,
+    /// Spawn until the workers' summed `recordsOut` reached [`Options::expected_out`]
+    /// (with exactly-once, `recordsOut` counts committed results); `None` without one or
+    /// if that did not happen within the run timeout.
+    pub out_seconds: Option<f64>,
     /// Spawn until every worker's `/readyz` answered.
     pub startup_seconds: Option<f64>,
     pub cpu_seconds: f64,
@@ -341,13 +351,9 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
             worker_bin.display()
         );
     }
-    let config = Config {
-        seed: opts.seed,
-        ..Config::default()
-    };
     // The in-process run of the same events is the reference every run's output is checked
     // against; without `--in-process` it still runs, for its counts only.
-    let reference = run_in_process(opts, &config, &mut progress)?;
+    let reference = run_in_process(opts, &mut progress)?;
     let in_process = if opts.in_process {
         reference.clone()
     } else {
@@ -363,7 +369,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         &bootstrap,
         SOURCE_TOPIC,
         opts.partitions,
-        &config,
+        &opts.dataset,
         opts.events,
     )?;
     progress(&format!(
@@ -406,7 +412,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
         for vr in &mut variants {
             let (v, n) = (vr.variant, vr.parallelism);
             let r = run_variant(&tansu, broker_pid, &worker_bin, opts, v, n, run)
-                .map(|r| check_against(r, &reference))
+                .map(|r| check_against(r, &reference, opts.expected_out))
                 .unwrap_or_else(|e| RunResult {
                     variant: v,
                     records_in: 0,
@@ -415,6 +421,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
                     records_late: 0,
                     seconds: 0.0,
                     handled_seconds: None,
+                    out_seconds: None,
                     startup_seconds: None,
                     cpu_seconds: 0.0,
                     broker_cpu_seconds: 0.0,
@@ -488,11 +495,23 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Out
 }
 
 /// A run whose records processed, late or out differ from the in-process run of the same
-/// query and backend over the same events is a failed run (its error says how), never a
+/// query and backend over the same events, or whose records out differ from `expected_out`
+/// (computed apart from the pipeline), is a failed run (its error says how), never a
 /// figure. Records out are not compared for windows of processing time, whose number of
 /// results depends on the wall clock. A run that timed out is left as it is.
-pub fn check_against(mut r: RunResult, reference: &[InProcessResult]) -> RunResult {
+pub fn check_against(
+    mut r: RunResult,
+    reference: &[InProcessResult],
+    expected_out: Option<u64>,
+) -> RunResult {
     if r.error.is_some() || r.timed_out {
+        return r;
+    }
+    if let Some(want) = expected_out.filter(|want| *want != r.records_out) {
+        r.error = Some(format!(
+            "wrong output: {} records out where the truth, computed from the events, is {want}",
+            r.records_out
+        ));
         return r;
     }
     let Some(want) = reference
@@ -534,7 +553,6 @@ pub fn two_decimals(x: Option<f64>) -> String {
 /// Each query × backend among the variants, in process, over the same events.
 fn run_in_process(
     opts: &Options,
-    config: &Config,
     progress: &mut impl FnMut(&str),
 ) -> anyhow::Result<Vec<InProcessResult>> {
     let mut todo = Vec::new();
@@ -544,7 +562,7 @@ fn run_in_process(
         }
     }
     let start = Instant::now();
-    let records = inprocess::generate(config, opts.events, SOURCE_TOPIC, opts.partitions);
+    let records = inprocess::generate(&opts.dataset, opts.events, SOURCE_TOPIC, opts.partitions);
     progress(&format!(
         "in process: generated {} events in {:.1} s (not timed)",
         records.len(),
@@ -569,6 +587,13 @@ fn run_in_process(
             two_decimals(r.p50_ms),
             two_decimals(r.p99_ms),
         ));
+        if let Some(want) = opts.expected_out.filter(|want| *want != r.records_out) {
+            bail!(
+                "in process, {query} on {} gave {} results where the truth, computed from the events, is {want}: the run is wrong, so no figure is reported",
+                queries::backend_name(backend),
+                r.records_out
+            );
+        }
         results.push(r);
     }
     Ok(results)
@@ -594,12 +619,11 @@ pub fn fill_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-    config: &Config,
+    dataset: &Dataset,
     events: u64,
 ) -> anyhow::Result<Fill> {
     let start = Instant::now();
     let producer = KafkaProducer::idempotent(bootstrap)?;
-    let generator = Generator::new(config.clone());
     let mut bytes = 0;
     let mut batch = Vec::with_capacity(10_000);
     let mut n = 0;
@@ -607,7 +631,7 @@ pub fn fill_topic(
         batch.clear();
         let end = (n + 10_000).min(events);
         for i in n..end {
-            let value = generator.event(i).to_json();
+            let value = dataset.json(i);
             bytes += value.len() as u64;
             batch.push(ProduceRecord::new(value).with_partition((i % partitions as u64) as i32));
         }
@@ -907,6 +931,7 @@ fn run_variant(
         records_late: m.last.records_late,
         seconds: m.seconds,
         handled_seconds: m.handled_seconds,
+        out_seconds: m.out_seconds,
         startup_seconds: m.startup,
         cpu_seconds: m.cpu_seconds,
         broker_cpu_seconds: m.broker_cpu_seconds - broker0,
@@ -922,6 +947,7 @@ struct Measured {
     last: Status,
     seconds: f64,
     handled_seconds: Option<f64>,
+    out_seconds: Option<f64>,
     startup: Option<f64>,
     cpu_seconds: f64,
     /// The broker's CPU time (absolute) when every record was handled.
@@ -932,7 +958,8 @@ struct Measured {
 }
 
 /// Polls the job's workers from `start` (their spawn) until their summed `recordsIn`
-/// reaches the events and every record was handled (or the run timeout), reads the
+/// reaches the events, every record was handled and, with [`Options::expected_out`], every
+/// result is out (or the run timeout), reads the
 /// workers' and the broker's CPU time, then waits (untimed) for the counts to settle.
 /// Meanwhile it notes every checkpoint worker 0 reports.
 fn measure(
@@ -951,6 +978,7 @@ fn measure(
     let mut timed_out = false;
     let mut seconds = None;
     let mut handled_seconds = None;
+    let mut out_seconds = None;
     let mut checkpoints = Vec::new();
     loop {
         exited(workers, || {
@@ -979,8 +1007,13 @@ fn measure(
         if seconds.is_none() && total.records_in >= opts.events {
             seconds = Some(start.elapsed().as_secs_f64());
         }
-        if total.handled >= opts.events {
+        if handled_seconds.is_none() && total.handled >= opts.events {
             handled_seconds = Some(start.elapsed().as_secs_f64());
+        }
+        if out_seconds.is_none() && opts.expected_out.is_some_and(|n| total.records_out >= n) {
+            out_seconds = Some(start.elapsed().as_secs_f64());
+        }
+        if handled_seconds.is_some() && (out_seconds.is_some() || opts.expected_out.is_none()) {
             break;
         }
         if Instant::now() >= deadline {
@@ -1023,6 +1056,7 @@ fn measure(
         last: Status::sum(&each),
         seconds,
         handled_seconds,
+        out_seconds,
         startup,
         cpu_seconds: cpu,
         broker_cpu_seconds,
@@ -1285,6 +1319,7 @@ mod tests {
             records_late: late,
             seconds: 1.0,
             handled_seconds: Some(1.0),
+            out_seconds: None,
             startup_seconds: None,
             cpu_seconds: 1.0,
             broker_cpu_seconds: 0.0,
@@ -1309,23 +1344,30 @@ mod tests {
             reference(StateBackendKind::Rocksdb),
             reference(StateBackendKind::Heap),
         ];
-        assert_eq!(check_against(run(40, 0), &refs).error, None);
-        let e = check_against(run(39, 0), &refs).error.unwrap();
+        assert_eq!(check_against(run(40, 0), &refs, None).error, None);
+        // The truth computed apart from the pipeline is checked too.
+        assert_eq!(check_against(run(40, 0), &refs, Some(40)).error, None);
+        let e = check_against(run(40, 0), &refs, Some(41)).error.unwrap();
+        assert!(
+            e.contains("40 records out where the truth") && e.contains("is 41"),
+            "{e}"
+        );
+        let e = check_against(run(39, 0), &refs, None).error.unwrap();
         assert!(
             e.contains("90 records processed, 0 late and 39 out")
                 && e.contains("gave 90, 0 and 40"),
             "{e}"
         );
-        let e = check_against(run(40, 3), &refs).error.unwrap();
+        let e = check_against(run(40, 3), &refs, None).error.unwrap();
         assert!(e.contains("87 records processed, 3 late"), "{e}");
-        assert!(check_against(run(40, 0), &refs[..1]).error.is_some());
+        assert!(check_against(run(40, 0), &refs[..1], None).error.is_some());
         // Processing-time windows: the number of results is not compared, the rest is.
         let refs = [InProcessResult {
             processing_time: true,
             ..reference(StateBackendKind::Heap)
         }];
-        assert_eq!(check_against(run(7, 0), &refs).error, None);
-        assert!(check_against(run(7, 1), &refs).error.is_some());
+        assert_eq!(check_against(run(7, 0), &refs, None).error, None);
+        assert!(check_against(run(7, 1), &refs, None).error.is_some());
     }
 
     #[test]
