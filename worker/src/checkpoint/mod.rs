@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rivulet_api::manifest::{
     PendingOutput, SnapshotKind, SnapshotManifest, StateFile, FORMAT_VERSION,
 };
@@ -49,17 +49,54 @@ pub struct EncodedOutput {
 }
 
 impl EncodedOutput {
-    pub fn encode(slot: u32, epoch: u64, records: &[OutRecord]) -> Result<Self, CheckpointError> {
-        let data = postcard::to_allocvec(records).map_err(|e| CheckpointError::Invalid {
+    /// Encodes `records` into `buf`, which the caller keeps from epoch to epoch: once the
+    /// previous epoch's bytes are uploaded and dropped, `buf` reuses their memory instead of
+    /// faulting in and growing a fresh buffer of the same size (for a job with much output,
+    /// that was a quarter of the worker's time).
+    pub fn encode(
+        slot: u32,
+        epoch: u64,
+        records: &[OutRecord],
+        buf: &mut BytesMut,
+    ) -> Result<Self, CheckpointError> {
+        let invalid = |e: postcard::Error| CheckpointError::Invalid {
             id: epoch,
             reason: format!("cannot encode pending output: {e}"),
-        })?;
+        };
+        let size = postcard::serialize_with_flavor(records, postcard::ser_flavors::Size::default())
+            .map_err(invalid)?;
+        buf.clear();
+        // Reclaims the previous epoch's allocation when nothing refers to it any more, and
+        // never grows (copies) while encoding.
+        buf.reserve(size);
+        postcard::serialize_with_flavor(records, Reused(buf)).map_err(invalid)?;
         Ok(EncodedOutput {
             slot,
             epoch,
             records: records.len() as u64,
-            data: Bytes::from(data),
+            data: buf.split().freeze(),
         })
+    }
+}
+
+/// A postcard flavor appending to a [`BytesMut`].
+struct Reused<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for Reused<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.extend_from_slice(&[data]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

@@ -251,7 +251,7 @@ impl KafkaSink {
     /// At-least-once: produces now. (Exactly-once sinks buffer per epoch instead.)
     pub fn send_now(&self, records: &[OutRecord]) -> Result<(), SinkError> {
         for r in records {
-            self.produce(r)?;
+            self.produce(r, true)?;
         }
         if let Some((rate, start, sent)) = &self.throttle {
             let sent =
@@ -298,7 +298,7 @@ impl KafkaSink {
         let result = (|| {
             self.producer.begin_transaction()?;
             for r in records {
-                self.produce(r)?;
+                self.produce(r, false)?;
             }
             let mut tpl = TopicPartitionList::new();
             let marker = i64::try_from(epoch)
@@ -321,7 +321,9 @@ impl KafkaSink {
         result
     }
 
-    fn produce(&self, r: &OutRecord) -> Result<(), SinkError> {
+    /// Produces one record, waiting while the producer's queue is full; that wait counts as
+    /// backpressure when `backpressure` (the caller is the processing thread).
+    fn produce(&self, r: &OutRecord, backpressure: bool) -> Result<(), SinkError> {
         let topic = match r.destination {
             Destination::Sink => self.sink_topic.as_str(),
             Destination::DeadLetter => self.dead_letter_topic.as_str(),
@@ -352,8 +354,10 @@ impl KafkaSink {
                     record = back;
                     let t = std::time::Instant::now();
                     self.producer.poll(Duration::from_millis(5));
-                    self.blocked_ns
-                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    if backpressure {
+                        self.blocked_ns
+                            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
                 }
                 Err((e, _)) => return Err(e.into()),
             }

@@ -15,12 +15,14 @@
 //! in its submodules:
 //! - [`start`]: restoring an attempt (state, sinks, source) from the last snapshot;
 //! - [`snapshot`]: aligned barriers, taking and uploading this worker's part, committing;
+//! - [`commit`]: the exactly-once sink's commits, on their own thread;
 //! - [`control`]: control messages between workers and worker 0's coordinator decisions;
 //! - [`event_time`]: what waits in each source partition, watermark alignment, and the
 //!   source offsets a snapshot keeps;
 //! - [`status`]: the status document and the busy and backpressure ratios;
 //! - [`fault`]: faults injected by tests.
 
+mod commit;
 mod control;
 mod event_time;
 mod fault;
@@ -178,7 +180,9 @@ pub struct Worker {
     router: Router,
     stage: KeyedStage,
     source: KafkaSource,
-    sink: KafkaSink,
+    sink: Arc<KafkaSink>,
+    /// Exactly-once only: commits completed epochs while processing goes on.
+    committer: Option<commit::Committer>,
     writer: SnapshotWriter,
     /// Worker 0 only.
     coordinator: Option<Coordinator>,
@@ -186,6 +190,8 @@ pub struct Worker {
     routes: Vec<Vec<Item>>,
     out: Output,
     epoch: Epoch,
+    /// The bytes of the epoch output in the last snapshot, reused by the next one.
+    output_buf: bytes::BytesMut,
     /// Output of a snapshot acknowledged and not yet complete: (id, output).
     acked: Option<(u64, Epoch)>,
     align: Option<Alignment>,
@@ -311,6 +317,9 @@ impl Worker {
                         return Ok(o);
                     }
                 }
+            }
+            if let Some(c) = &self.committer {
+                c.check()?;
             }
             // The source, when nothing holds it back.
             self.tend_source(now_ms())?;

@@ -4,7 +4,7 @@
 //! sends barrier `n` to every worker and stops polling. Data arriving on a channel after its
 //! barrier waits until barriers arrived on all channels; then the worker snapshots its state
 //! and its epoch's sink output, uploads them, acknowledges, and goes on. When the snapshot is
-//! complete, it commits that output.
+//! complete, its output goes to the committer thread ([`super::commit`]).
 //!
 //! Exactly-once: sink output of epoch `n` is buffered, written into checkpoint `n`, and
 //! committed in one transaction after the checkpoint's manifest exists.
@@ -18,13 +18,12 @@ use rivulet_api::manifest::{SnapshotKind, SnapshotManifest, SourceOffset};
 use crate::checkpoint::EncodedOutput;
 use crate::coordinator::{AckReport, Control};
 use crate::metrics::CheckpointInfo;
-use crate::output::Destination;
 use crate::shuffle::codec::{self, Frame};
 use crate::shuffle::net::Mesh;
 use crate::stage::Item;
 use crate::state::canonical;
 
-use super::{fresh_dir, now_ms, Fault, Outcome, RuntimeError, Worker, STOP_ATTEMPTS};
+use super::{fresh_dir, now_ms, Outcome, RuntimeError, Worker, STOP_ATTEMPTS};
 
 /// A snapshot this worker has started (barrier injected) and not yet taken.
 pub(super) struct Alignment {
@@ -130,6 +129,11 @@ impl Worker {
         }
         let result = self.upload(id, kind, offsets);
         self.busy += t0.elapsed();
+        // Every epoch completed before this snapshot is committed before it is acknowledged
+        // (see `commit`): a restore from it settles its own output only.
+        if let Some(c) = &self.committer {
+            self.blocked += c.wait_idle()?;
+        }
         let reply = match result {
             Ok(report) => Control::Ack(report),
             Err(e) => {
@@ -181,7 +185,8 @@ impl Worker {
         };
         let pending = if self.sink.exactly_once() {
             let epoch = std::mem::take(&mut self.epoch);
-            let encoded = EncodedOutput::encode(self.opts.index, id, &epoch.records);
+            let encoded =
+                EncodedOutput::encode(self.opts.index, id, &epoch.records, &mut self.output_buf);
             self.acked = Some((id, epoch));
             Some(encoded?)
         } else {
@@ -242,21 +247,9 @@ impl Worker {
         id: u64,
         stop: bool,
     ) -> Result<Option<Outcome>, RuntimeError> {
-        if let Some((acked, _)) = &self.acked {
-            if *acked == id {
-                if let Some((_, epoch)) = self.acked.take() {
-                    Fault::before_commit(self.opts.fault, id);
-                    self.sink.commit_epoch(id, &epoch.records)?;
-                    let now = now_ms();
-                    for (r, t) in epoch.records.iter().zip(&epoch.triggers) {
-                        if r.destination == Destination::Sink {
-                            self.metrics.records_out.inc();
-                            self.metrics
-                                .end_to_end_latency_seconds
-                                .observe((now - t).max(0) as f64 / 1000.0);
-                        }
-                    }
-                }
+        if self.acked.as_ref().is_some_and(|(acked, _)| *acked == id) {
+            if let (Some((_, epoch)), Some(c)) = (self.acked.take(), &self.committer) {
+                self.blocked += c.submit(id, epoch)?;
             }
         }
         if self.coordinator.is_none() {
@@ -269,6 +262,10 @@ impl Worker {
             self.metrics.last_checkpoint_id.set(id as i64);
         }
         if stop && self.stopping {
+            // The final epoch's output is committed before the worker leaves.
+            if let Some(c) = &self.committer {
+                c.wait_idle()?;
+            }
             if let Some(m) = mesh {
                 m.bye();
             }

@@ -29,6 +29,7 @@ use crate::state::rocks::RocksBackend;
 use crate::state::StateBackend;
 use crate::window::WindowOperator;
 
+use super::commit::Committer;
 use super::{
     fresh_dir, now_ms, Epoch, Fault, RuntimeError, Worker, WorkerOptions, MIN_CHECKPOINT_TIMEOUT,
 };
@@ -325,6 +326,12 @@ impl Worker {
             metrics.clone(),
         );
         let stage = KeyedStage::new(operator, agg_names, n, metrics.clone());
+        let sink = Arc::new(sink);
+        let committer = if sink.exactly_once() {
+            Some(Committer::start(sink.clone(), metrics.clone(), opts.fault)?)
+        } else {
+            None
+        };
         Ok(Worker {
             rt,
             metrics,
@@ -333,12 +340,14 @@ impl Worker {
             stage,
             source,
             sink,
+            committer,
             writer,
             coordinator,
             restored_id,
             routes: vec![Vec::new(); n],
             out,
             epoch: Epoch::default(),
+            output_buf: bytes::BytesMut::new(),
             acked: None,
             align: None,
             started_id: restored_id,
