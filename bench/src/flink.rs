@@ -402,7 +402,11 @@ pub fn render(
                 s,
                 "| {n} | {} | {} | not measured | >= {TARGET_RATIO:.0}× | |",
                 ours.map_or_else(|| "failed".into(), |a| format!("{a:.0}")),
-                flink_rate.map_or_else(|| "failed".into(), |b| format!("{b:.0}")),
+                match flink_rate {
+                    Some(b) => format!("{b:.0}"),
+                    None if flink.iter().any(|r| r.parallelism == n) => "failed".into(),
+                    None => "not run".into(),
+                },
             ),
         };
     }

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use rivulet_api::manifest::{
@@ -101,11 +102,15 @@ impl postcard::ser_flavors::Flavor for Reused<'_> {
 }
 
 /// Writes snapshots of one worker and remembers which immutable files it uploaded.
+///
+/// Clones share that memory, so an upload can run on the runtime while the worker keeps
+/// the writer (one upload at a time per worker).
+#[derive(Clone)]
 pub struct SnapshotWriter {
     store: JobStore,
     shared_dir: String,
     /// Local file name → the state file entry it was uploaded as.
-    shared: HashMap<String, StateFile>,
+    shared: Arc<Mutex<HashMap<String, StateFile>>>,
 }
 
 impl SnapshotWriter {
@@ -113,8 +118,13 @@ impl SnapshotWriter {
         SnapshotWriter {
             store,
             shared_dir: format!("shared/{session}"),
-            shared: HashMap::new(),
+            shared: Arc::default(),
         }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, HashMap<String, StateFile>> {
+        // Nothing held across a panic leaves the map half-changed.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn store(&self) -> &JobStore {
@@ -123,13 +133,14 @@ impl SnapshotWriter {
 
     /// Lets later snapshots reuse the immutable files of a restored snapshot that held
     /// exactly the key groups `range` (files of other ranges may share names with ours).
-    pub fn adopt_shared(&mut self, manifest: &SnapshotManifest, range: std::ops::Range<u32>) {
+    pub fn adopt_shared(&self, manifest: &SnapshotManifest, range: std::ops::Range<u32>) {
+        let mut shared = self.shared();
         for f in &manifest.state_files {
             if f.path.starts_with("shared/")
                 && f.key_group_start == range.start
                 && f.key_group_end == range.end
             {
-                self.shared.insert(f.local_name.clone(), f.clone());
+                shared.insert(f.local_name.clone(), f.clone());
             }
         }
     }
@@ -138,7 +149,7 @@ impl SnapshotWriter {
     /// under `shared/`; the others under the snapshot's `w<worker>/`) and its sink's pending
     /// output. Returns the manifest entries; the coordinator writes the manifest.
     pub async fn upload_part(
-        &mut self,
+        &self,
         kind: SnapshotKind,
         id: u64,
         worker: u32,
@@ -157,10 +168,11 @@ impl SnapshotWriter {
                     reason: format!("state file {} has no name", f.path.display()),
                 })?;
             if f.immutable {
-                if let Some(prev) = self.shared.get(&local_name) {
+                let prev = self.shared().get(&local_name).cloned();
+                if let Some(prev) = prev {
                     let size = std::fs::metadata(&f.path).map_err(io_err(&f.path))?.len();
                     if size == prev.size {
-                        state_files.push(prev.clone());
+                        state_files.push(prev);
                         continue;
                     }
                 }
@@ -181,7 +193,7 @@ impl SnapshotWriter {
                 crc32c,
             };
             if f.immutable {
-                self.shared.insert(local_name, entry.clone());
+                self.shared().insert(local_name, entry.clone());
             }
             state_files.push(entry);
         }
@@ -207,20 +219,20 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Keeps the newest `keep` checkpoints with a manifest and deletes the rest, including
-    /// shared files only they referenced.
-    pub async fn retain(&mut self, keep: usize) -> Result<(), CheckpointError> {
+    /// Keeps the newest `keep` checkpoints up to `upto` with a manifest and deletes the
+    /// older ones, including shared files only they referenced. Checkpoints after `upto` may
+    /// be in flight and are left alone.
+    pub async fn retain(&self, keep: usize, upto: u64) -> Result<(), CheckpointError> {
         let ids = self.store.list_snapshots(SnapshotKind::Checkpoint).await?;
         let mut kept = Vec::new();
         let mut doomed = Vec::new();
-        for &id in ids.iter().rev() {
+        for &id in ids.iter().rev().filter(|id| **id <= upto) {
             if kept.len() < keep {
                 if let Ok(m) = self.store.read_manifest(SnapshotKind::Checkpoint, id).await {
                     kept.push(m);
                     continue;
                 }
-                // No manifest: an unfinished or failed snapshot, newer than the last complete
-                // one only if a checkpoint is in flight, which never overlaps retention.
+                // No manifest, and not in flight: an unfinished or failed snapshot.
             }
             doomed.push(id);
         }
@@ -245,7 +257,7 @@ impl SnapshotWriter {
                 {
                     if !live.contains(f.path.as_str()) {
                         self.store.delete(&f.path).await?;
-                        self.shared.retain(|_, e| e.path != f.path);
+                        self.shared().retain(|_, e| e.path != f.path);
                     }
                 }
             }
@@ -394,4 +406,85 @@ pub async fn highest_id(store: &JobStore) -> Result<u64, CheckpointError> {
     let c = store.list_snapshots(SnapshotKind::Checkpoint).await?;
     let s = store.list_snapshots(SnapshotKind::Savepoint).await?;
     Ok(c.into_iter().chain(s).max().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LocalStateFile;
+    use rivulet_api::manifest::StateFileFormat;
+
+    fn manifest(id: u64, state_files: Vec<StateFile>) -> SnapshotManifest {
+        SnapshotManifest {
+            format_version: FORMAT_VERSION,
+            kind: SnapshotKind::Checkpoint,
+            id,
+            namespace: "ns".into(),
+            job: "job".into(),
+            created_at_ms: 0,
+            duration_ms: 0,
+            max_parallelism: 4,
+            parallelism: 1,
+            state_backend: "rocksdb".into(),
+            pipeline_fingerprint: String::new(),
+            state_files,
+            source_offsets: Vec::new(),
+            watermark_ms: None,
+            pending_output: Vec::new(),
+            deployment: None,
+        }
+    }
+
+    /// Retention after checkpoint `upto` keeps the newest complete ones up to it and leaves
+    /// a later checkpoint still uploading alone (it runs while the next one is in flight),
+    /// along with the shared files that one reuses.
+    #[tokio::test]
+    async fn retention_leaves_checkpoints_in_flight_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("file://{}", dir.path().join("store").display());
+        let store = JobStore::open(&url, "ns", "job").expect("store");
+        let writer = SnapshotWriter::new(store.clone(), "w0-1");
+        let local = dir.path().join("local");
+        std::fs::create_dir_all(&local).expect("local dir");
+        let file = |name: &str, body: &[u8], immutable: bool| {
+            let path = local.join(name);
+            std::fs::write(&path, body).expect("write");
+            LocalStateFile {
+                path,
+                format: StateFileFormat::RocksdbNative,
+                key_group_start: 0,
+                key_group_end: 4,
+                immutable,
+            }
+        };
+        let old = file("000001.sst", b"only in checkpoint 1", true);
+        let kept = file("000002.sst", b"in every checkpoint", true);
+        for id in 1..=5u64 {
+            let current = file("CURRENT", format!("MANIFEST-{id}").as_bytes(), false);
+            let mut files = vec![kept.clone(), current];
+            if id == 1 {
+                files.push(old.clone());
+            }
+            let (state_files, _) = writer
+                .upload_part(SnapshotKind::Checkpoint, id, 0, &files, None)
+                .await
+                .expect("upload");
+            // Checkpoint 5 is still in flight: no manifest yet.
+            if id < 5 {
+                store
+                    .write_manifest(&manifest(id, state_files))
+                    .await
+                    .expect("manifest");
+            }
+        }
+        writer.retain(2, 4).await.expect("retain");
+        let left = store
+            .list_snapshots(SnapshotKind::Checkpoint)
+            .await
+            .expect("list");
+        assert_eq!(left, vec![3, 4, 5]);
+        let shared = writer.shared();
+        assert!(shared.contains_key("000002.sst"), "{shared:?}");
+        assert!(!shared.contains_key("000001.sst"), "{shared:?}");
+    }
 }

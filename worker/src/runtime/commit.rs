@@ -37,6 +37,8 @@ struct Queue {
     /// The committer stopped after a failure (what is queued is not committed).
     dead: bool,
     closing: bool,
+    /// A committed epoch emptied, keeping its capacity for the worker's next one.
+    spare: Option<Epoch>,
 }
 
 struct Shared {
@@ -119,6 +121,20 @@ impl Committer {
         }
     }
 
+    /// An empty epoch with the capacity of one already committed, if there is one: a new
+    /// epoch that starts with room for its output neither regrows its buffers nor faults
+    /// fresh pages in (a twelfth of a worker's time with many window results).
+    pub(super) fn spare(&self) -> Option<Epoch> {
+        self.shared.lock().spare.take()
+    }
+
+    /// Whether every queued epoch is committed (the committer's failure, once it failed).
+    pub(super) fn is_idle(&self) -> Result<bool, RuntimeError> {
+        let mut q = self.shared.lock();
+        check(&mut q)?;
+        Ok(q.waiting.is_empty() && !q.busy)
+    }
+
     /// The committer's failure, once it has failed.
     pub(super) fn check(&self) -> Result<(), RuntimeError> {
         check(&mut self.shared.lock())
@@ -177,8 +193,12 @@ fn commit_loop(shared: &Shared, sink: &KafkaSink, metrics: &Metrics, fault: Opti
                 }
             }
         }
+        let mut epoch = epoch;
+        epoch.records.clear();
+        epoch.triggers.clear();
         let mut q = shared.lock();
         q.busy = false;
+        q.spare = Some(epoch);
         if let Err(e) = result {
             tracing::error!(epoch = id, error = %e, "cannot commit the epoch's output");
             q.failed = Some(e);

@@ -175,10 +175,7 @@ impl Worker {
                     }
                 }
                 if kind == SnapshotKind::Checkpoint {
-                    let retain = self.opts.manifest.spec.state.retain.max(1) as usize;
-                    if let Err(e) = self.rt.block_on(self.writer.retain(retain)) {
-                        tracing::warn!(error = %e, "checkpoint retention failed");
-                    }
+                    self.retain_checkpoints(id);
                 }
                 self.broadcast(mesh, Control::Complete { id, stop })
             }

@@ -15,6 +15,7 @@
 //! in its submodules:
 //! - [`start`]: restoring an attempt (state, sinks, source) from the last snapshot;
 //! - [`snapshot`]: aligned barriers, taking and uploading this worker's part, committing;
+//! - [`upload`]: uploading a snapshot part (and retention) while processing goes on;
 //! - [`commit`]: the exactly-once sink's commits, on their own thread;
 //! - [`control`]: control messages between workers and worker 0's coordinator decisions;
 //! - [`event_time`]: what waits in each source partition, watermark alignment, and the
@@ -29,6 +30,7 @@ mod fault;
 mod snapshot;
 mod start;
 mod status;
+mod upload;
 
 pub use fault::Fault;
 use snapshot::Alignment;
@@ -195,6 +197,10 @@ pub struct Worker {
     /// Output of a snapshot acknowledged and not yet complete: (id, output).
     acked: Option<(u64, Epoch)>,
     align: Option<Alignment>,
+    /// This worker's part of a snapshot, uploading.
+    upload: Option<upload::Upload>,
+    /// Worker 0: the deletion of old checkpoints, running.
+    retention: Option<tokio::task::JoinHandle<()>>,
     /// The highest snapshot id this worker has started, so a late trigger is ignored.
     started_id: u64,
     /// A stop snapshot was acknowledged: no more polling, exit at its completion.
@@ -320,6 +326,9 @@ impl Worker {
             }
             if let Some(c) = &self.committer {
                 c.check()?;
+            }
+            if let Some(o) = self.poll_upload(mesh.as_mut(), false)? {
+                return Ok(o);
             }
             // The source, when nothing holds it back.
             self.tend_source(now_ms())?;

@@ -2,9 +2,10 @@
 //! Flink): worker 0's coordinator triggers snapshot `n`; on the trigger (or on the first
 //! barrier `n` from a peer, whichever comes first) a worker records its source offsets,
 //! sends barrier `n` to every worker and stops polling. Data arriving on a channel after its
-//! barrier waits until barriers arrived on all channels; then the worker snapshots its state
-//! and its epoch's sink output, uploads them, acknowledges, and goes on. When the snapshot is
-//! complete, its output goes to the committer thread ([`super::commit`]).
+//! barrier waits until barriers arrived on all channels; then the worker takes its state and
+//! its epoch's sink output into local files and goes on while they upload; it acknowledges
+//! when they are up ([`super::upload`]). When the snapshot is complete, its output goes to
+//! the committer thread ([`super::commit`]).
 //!
 //! Exactly-once: sink output of epoch `n` is buffered, written into checkpoint `n`, and
 //! committed in one transaction after the checkpoint's manifest exists.
@@ -16,13 +17,13 @@ use rivulet_api::keygroup::range_for_worker;
 use rivulet_api::manifest::{SnapshotKind, SnapshotManifest, SourceOffset};
 
 use crate::checkpoint::EncodedOutput;
-use crate::coordinator::{AckReport, Control};
 use crate::metrics::CheckpointInfo;
 use crate::shuffle::codec::{self, Frame};
 use crate::shuffle::net::Mesh;
 use crate::stage::Item;
 use crate::state::canonical;
 
+use super::upload::Upload;
 use super::{fresh_dir, now_ms, Outcome, RuntimeError, Worker, STOP_ATTEMPTS};
 
 /// A snapshot this worker has started (barrier injected) and not yet taken.
@@ -112,11 +113,17 @@ impl Worker {
         Ok(None)
     }
 
-    /// Every channel is aligned: snapshot state and output, upload, acknowledge, go on.
+    /// Every channel is aligned: takes state and output locally and starts their upload
+    /// ([`super::upload`]); processing goes on while it runs, except after the barrier of a
+    /// savepoint or a stop, which is acknowledged before anything else.
     pub(super) fn take_snapshot(
         &mut self,
         mut mesh: Option<&mut Mesh>,
     ) -> Result<Option<Outcome>, RuntimeError> {
+        // One upload at a time: the previous snapshot's part is acknowledged first.
+        if let Some(o) = self.poll_upload(mesh.as_deref_mut(), true)? {
+            return Ok(Some(o));
+        }
         let Some(a) = self.align.as_ref() else {
             return Ok(None);
         };
@@ -127,42 +134,32 @@ impl Worker {
         if !self.sink.exactly_once() {
             self.sink.flush()?;
         }
-        let result = self.upload(id, kind, offsets);
+        let taken = self.take_part(id, kind, stop, offsets);
         self.busy += t0.elapsed();
-        // Every epoch completed before this snapshot is committed before it is acknowledged
-        // (see `commit`): a restore from it settles its own output only.
-        if let Some(c) = &self.committer {
-            self.blocked += c.wait_idle()?;
+        if let Err(e) = taken {
+            let reply = self.decline(id, &e.to_string());
+            self.release_alignment(mesh.as_deref_mut())?;
+            return self.send_control(mesh, 0, reply);
         }
-        let reply = match result {
-            Ok(report) => Control::Ack(report),
-            Err(e) => {
-                tracing::error!(snapshot = id, error = %e, "cannot take my part of the snapshot");
-                self.metrics.checkpoint_failures.inc();
-                self.unack(id);
-                Control::Decline {
-                    id,
-                    worker: self.opts.index,
-                    reason: e.to_string(),
-                }
+        if stop || kind == SnapshotKind::Savepoint {
+            if let Some(o) = self.poll_upload(mesh.as_deref_mut(), true)? {
+                return Ok(Some(o));
             }
-        };
-        if stop && matches!(reply, Control::Ack(_)) {
-            // Nothing after the final barrier is processed: the next run reads it again.
-            self.stopping = true;
         }
-        self.release_alignment(mesh.as_deref_mut())?;
-        self.send_control(mesh, 0, reply)
+        self.release_alignment(mesh)?;
+        Ok(None)
     }
 
-    /// Writes this worker's part of snapshot `id`; the epoch's output moves to `acked`.
-    pub(super) fn upload(
+    /// Takes this worker's part of snapshot `id` into local files and starts its upload;
+    /// the epoch's output moves to `acked`.
+    fn take_part(
         &mut self,
         id: u64,
         kind: SnapshotKind,
+        stop: bool,
         offsets: Vec<SourceOffset>,
-    ) -> Result<AckReport, RuntimeError> {
-        let snap_dir = self.opts.data_dir.join("snapshot");
+    ) -> Result<(), RuntimeError> {
+        let snap_dir = self.opts.data_dir.join("snapshot").join(id.to_string());
         fresh_dir(&snap_dir)?;
         let range = range_for_worker(
             self.opts.index,
@@ -184,7 +181,8 @@ impl Worker {
             None => Vec::new(),
         };
         let pending = if self.sink.exactly_once() {
-            let epoch = std::mem::take(&mut self.epoch);
+            let next = self.committer.as_ref().and_then(|c| c.spare());
+            let epoch = std::mem::replace(&mut self.epoch, next.unwrap_or_default());
             let encoded =
                 EncodedOutput::encode(self.opts.index, id, &epoch.records, &mut self.output_buf);
             self.acked = Some((id, epoch));
@@ -192,22 +190,20 @@ impl Worker {
         } else {
             None
         };
-        let uploaded =
-            self.rt.block_on(
-                self.writer
-                    .upload_part(kind, id, self.opts.index, &files, pending),
-            );
-        let _ = std::fs::remove_dir_all(&snap_dir);
-        let (state_files, pending_output) = uploaded?;
-        Ok(AckReport {
+        self.upload = Some(Upload::start(
+            &self.rt,
+            &self.writer,
+            self.opts.index,
             id,
-            worker: self.opts.index,
-            state_files,
-            source_offsets: offsets,
-            watermark_ms: self.stage.watermark(),
-            pending_output,
-            state_backend: self.backend_name.to_string(),
-        })
+            kind,
+            stop,
+            snap_dir,
+            files,
+            pending,
+            offsets,
+            self.stage.watermark(),
+        ));
+        Ok(())
     }
 
     /// The output of snapshot `id` goes back into the current epoch (it was not taken).
@@ -283,6 +279,7 @@ impl Worker {
         if self.align.as_ref().is_some_and(|a| a.id == id) {
             self.release_alignment(mesh)?;
         }
+        self.cancel_upload(id);
         self.unack(id);
         if self.stopping {
             self.stopping = false;

@@ -293,7 +293,9 @@ impl Worker {
         } else {
             None
         };
-        let mut writer = SnapshotWriter::new(store, &format!("w{}-{}", opts.index, now_ms()));
+        // Parts an earlier attempt left when its uploads were cancelled.
+        let _ = std::fs::remove_dir_all(opts.data_dir.join("snapshot"));
+        let writer = SnapshotWriter::new(store, &format!("w{}-{}", opts.index, now_ms()));
         if let Some(r) = &restored {
             writer.adopt_shared(&r.manifest, key_groups.clone());
         }
@@ -350,6 +352,8 @@ impl Worker {
             output_buf: bytes::BytesMut::new(),
             acked: None,
             align: None,
+            upload: None,
+            retention: None,
             started_id: restored_id,
             stopping: false,
             stop_failures: 0,
